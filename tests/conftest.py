@@ -4,7 +4,11 @@
 import pytest
 import torch
 
-import minimamba  # noqa: F401  (configures Triton before any test module imports it)
+import matplotlib
+
+matplotlib.use("Agg")  # no display in tests
+
+import minimamba  # noqa: E402, F401, I001  (configures Triton before any test module imports it)
 
 
 @pytest.fixture(autouse=True)
