@@ -1,14 +1,13 @@
 """Test configuration. Importing minimamba first switches Triton to its CPU interpreter when there is no GPU
 (TRITON_INTERPRET must be set before `triton` is imported)."""
 
-import pytest
-import torch
-
 import matplotlib
 
 matplotlib.use("Agg")  # no display in tests
 
 import minimamba  # noqa: E402, F401, I001  (configures Triton before any test module imports it)
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
