@@ -13,12 +13,27 @@ Shapes follow mamba_ssm's ``selective_scan_fn`` / ``selective_scan_ref``:
     D, delta_bias: (d_inner,)
     h0, h_last  : (batch, d_inner, N)
 
-``selective_scan_ref`` is the sequential reference (a Python loop over L). ``selective_scan(...,
-backend=...)`` dispatches to a faster implementation with the same signature and semantics.
+Three layers, from the bottom up:
+
+1. The first-order linear recurrence ``h_t = a_t ⊙ h_{t-1} + b_t`` on plain tensors, four ways:
+   ``scan_sequential`` (L steps), ``scan_hillis_steele`` (log2 L steps, L log L work),
+   ``scan_blelloch`` (2 log2 L steps, O(L) work, any L) and ``scan_chunked`` (a loop inside chunks run
+   for all chunks at once, plus a short loop across chunks). All take ``a, b: (..., L, ...)`` with time at
+   ``dim`` (default -2, i.e. ``(..., L, N)`` like the ``(batch, d_inner, L, N)`` tensors exp(ΔA) and ΔBu),
+   an optional initial state ``h0`` (a's shape without ``dim``), and return every state h, shaped like b.
+   They rest on one associative combine, (a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2) ("first 1, then 2").
+2. ``selective_scan_ref``: the sequential reference (a Python loop over L).
+3. ``selective_scan(..., backend=...)``: the same signature and semantics, computed by "ref",
+   "sequential", "hillis_steele", "blelloch", "chunked" or "triton"; "auto" picks the fastest here.
+
+The PyTorch backends materialize exp(ΔA) and ΔBu, two (batch, d_inner, L, N) tensors: that is inherent to
+an unfused scan (the Triton kernel never writes them to memory). They store them time-first,
+``(L, batch, d_inner, N)``, so that one time step is one contiguous block.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -28,6 +43,11 @@ __all__ = [
     "BACKENDS",  # noqa: F822  (computed lazily by __getattr__)
     "backend_report",
     "check_scan_args",
+    "combine",
+    "scan_blelloch",
+    "scan_chunked",
+    "scan_hillis_steele",
+    "scan_sequential",
     "selective_scan",
     "selective_scan_ref",
 ]
@@ -184,6 +204,297 @@ def selective_scan_ref(
 
 
 # --------------------------------------------------------------------------------------------------------
+# The first-order linear recurrence h_t = a_t ⊙ h_{t-1} + b_t on plain tensors.
+#
+# Internally every scan works "time-first": a, b: (L, *rest), so that a[t] is one contiguous block.
+
+
+def combine(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor):
+    """The associative operator of the scan: apply step 1, then step 2.
+
+    h ↦ a2 (a1 h + b1) + b2 = (a1 a2) h + (a2 b1 + b2), so (a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2).
+    Associative (any bracketing of a sequence gives the same pair) but not commutative: order matters.
+    """
+    return a1 * a2, torch.addcmul(b2, a2, b1)
+
+
+def _check_pair(a, b, h0, dim: int) -> int:
+    """Validate the arguments of the scan_* functions; return ``dim`` as a non-negative index."""
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if a.dim() == 0 or not -a.dim() <= dim < a.dim():
+        raise ValueError(f"dim must index a dimension of a (shape {_shape(a)}), got dim={dim}")
+    if _shape(b) != _shape(a):
+        raise ValueError(f"b must have the shape of a {_shape(a)}, got {_shape(b)}")
+    if b.dtype != a.dtype:
+        raise TypeError(f"b must have the dtype of a ({a.dtype}), got {b.dtype}")
+    if b.device != a.device:
+        raise ValueError(f"b is on {b.device}, expected the device of a ({a.device})")
+    dim = dim % a.dim()
+    if h0 is not None:
+        if not isinstance(h0, torch.Tensor):
+            raise TypeError(f"h0 must be a torch.Tensor or None, got {type(h0).__name__}")
+        want = _shape(a)[:dim] + _shape(a)[dim + 1 :]
+        if _shape(h0) != want:
+            raise ValueError(f"h0 must have the shape of a without dim {dim}, {want}, got {_shape(h0)}")
+        if h0.dtype != a.dtype:
+            raise TypeError(f"h0 must have the dtype of a ({a.dtype}), got {h0.dtype}")
+        if h0.device != a.device:
+            raise ValueError(f"h0 is on {h0.device}, expected the device of a ({a.device})")
+    return dim
+
+
+def _fold_h0(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """Absorb the initial state into the first step: b_0 ← a_0 h0 + b_0 (then h0 = 0)."""
+    if h0 is None:
+        return b
+    return torch.cat([torch.addcmul(b[:1], a[:1], h0[None]), b[1:]])
+
+
+def _seq_tf(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    h = h0
+    hs = []
+    for t in range(a.shape[0]):
+        h = b[t] if h is None else torch.addcmul(b[t], a[t], h)  # (*rest)
+        hs.append(h)
+    return torch.stack(hs)
+
+
+def _hillis_steele_tf(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    b = _fold_h0(a, b, h0)
+    L, offset = a.shape[0], 1
+    while offset < L:
+        # position t absorbs the prefix ending at t - offset: (a, b)[t - offset] ∘ (a, b)[t]
+        b = torch.cat([b[:offset], torch.addcmul(b[offset:], a[offset:], b[:-offset])])
+        if 2 * offset < L:  # the last round needs no products of a
+            a = torch.cat([a[:offset], a[offset:] * a[:-offset]])
+        offset *= 2
+    return b
+
+
+def _blelloch_tf(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Blelloch's work-efficient scan as a recursion: combine neighbours (up-sweep), scan the half-length
+    sequence of pairs, then fill in the positions in between (down-sweep). Any L, no padding."""
+    L = a.shape[0]
+    if L == 1:
+        return b
+    m = L // 2
+    a_even, a_odd = a[0 : 2 * m : 2], a[1 : 2 * m : 2]
+    b_even, b_odd = b[0 : 2 * m : 2], b[1 : 2 * m : 2]
+    # up-sweep: pair k is (a, b)[2k] ∘ (a, b)[2k+1]; its scan is h at the odd positions 1, 3, 5, ...
+    h_odd = _blelloch_tf(a_even * a_odd, torch.addcmul(b_odd, a_odd, b_even))
+    # down-sweep: h[2k] = a[2k] h[2k-1] + b[2k] for k >= 1, and h[0] = b[0]
+    h_even = torch.cat([b[:1], torch.addcmul(b[2::2], a[2::2], h_odd[: (L - 1) // 2])])
+    h = torch.stack([h_even[:m], h_odd], dim=1).reshape(2 * m, *a.shape[1:])  # interleave
+    return torch.cat([h, h_even[m:]]) if L % 2 else h
+
+
+def _chunked_core(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor | None,
+    contract: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked scan on a, b: (T, n_chunks, *rest): step t of every chunk at once.
+
+    1. Each chunk's end state from a zero start (T steps, all chunks at once), and its total decay ∏ a.
+    2. The true state entering each chunk: a scan over the n_chunks (end state, decay) pairs, from h0.
+    3. Each chunk again from its true start (T steps, all chunks at once), emitting h or contract(h, t).
+
+    Only multiplications and additions: no division by a cumulative product, so a_t that underflow to 0
+    are harmless. Returns (outputs: (T, n_chunks, ...), h after the last step: (*rest)).
+    """
+    T = a.shape[0]
+    h = b[0]
+    for t in range(1, T):
+        h = torch.addcmul(b[t], a[t], h)  # (n_chunks, *rest)
+    decay = a.prod(dim=0)  # (n_chunks, *rest)
+    ends = _seq_tf(decay, h, h0)  # the state after each chunk
+    zero = torch.zeros_like(ends[:1]) if h0 is None else h0[None]
+    h = torch.cat([zero, ends[:-1]])  # the state entering each chunk
+    outs = []
+    for t in range(T):
+        h = torch.addcmul(b[t], a[t], h)
+        outs.append(h if contract is None else contract(h, t))
+    return torch.stack(outs), ends[-1]
+
+
+def _pick_chunk(L: int) -> int:
+    """About sqrt(L), a power of 2 in [8, 128]: T steps inside chunks plus L/T across them."""
+    return int(min(128, max(8, 2 ** round(math.log2(max(L, 1)) / 2))))
+
+
+def _chunked_tf(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, chunk: int) -> torch.Tensor:
+    L, rest = a.shape[0], a.shape[1:]
+    T = min(chunk, L)
+    n_chunks = -(-L // T)
+    pad = n_chunks * T - L
+    if pad:  # a = 1, b = 0 leaves the state unchanged
+        a = torch.cat([a, a.new_ones(pad, *rest)])
+        b = torch.cat([b, b.new_zeros(pad, *rest)])
+    # (L, *rest) -> (n_chunks, T, *rest) -> (T, n_chunks, *rest): a view, step t of every chunk
+    a = a.reshape(n_chunks, T, *rest).transpose(0, 1)
+    b = b.reshape(n_chunks, T, *rest).transpose(0, 1)
+    hs, _ = _chunked_core(a, b, h0)
+    return hs.transpose(0, 1).reshape(n_chunks * T, *rest)[:L]
+
+
+def _public_scan(fn: Callable, a, b, h0, dim: int, **kw) -> torch.Tensor:
+    dim = _check_pair(a, b, h0, dim)
+    if a.shape[dim] == 0:
+        return b.clone()
+    a_tf, b_tf = a.movedim(dim, 0), b.movedim(dim, 0)  # (L, *rest), views
+    return fn(a_tf, b_tf, h0, **kw).movedim(0, dim)
+
+
+def scan_sequential(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = -2):
+    """h_t = a_t ⊙ h_{t-1} + b_t, one step at a time (L sequential steps).
+
+    Args:
+        a, b: (..., L, ...) with time at ``dim`` (default -2: ``(..., L, N)``), same shape, dtype, device.
+        h0: the state before step 0, a's shape without ``dim`` (zeros when None).
+    Returns:
+        h: shaped like b, every state h_0 … h_{L-1}. Differentiable with respect to a, b and h0.
+    """
+    return _public_scan(_seq_tf, a, b, h0, dim)
+
+
+def scan_hillis_steele(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = -2):
+    """The same recurrence as :func:`scan_sequential` by Hillis & Steele (1986): ceil(log2 L) rounds, in
+    round k every position combines with the one 2^k before it. Few steps but L log2 L work."""
+    return _public_scan(lambda a, b, h0: _hillis_steele_tf(a, b, h0), a, b, h0, dim)
+
+
+def scan_blelloch(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = -2):
+    """The same recurrence as :func:`scan_sequential` by Blelloch (1990): an up-sweep that combines
+    neighbours, a recursive scan of half the length, a down-sweep that fills in the gaps. O(L) work,
+    2 log2 L rounds; any L (odd lengths carry their last element down), no padding to a power of 2."""
+    return _public_scan(lambda a, b, h0: _blelloch_tf(a, _fold_h0(a, b, h0)), a, b, h0, dim)
+
+
+def scan_chunked(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = -2, chunk: int | None = None
+):
+    """The same recurrence as :func:`scan_sequential`, chunk by chunk: split L into chunks of ``chunk``
+    steps; run step t of *every* chunk at once (``chunk`` steps), link the chunks with a short scan over
+    their end states (L / chunk steps), then re-run each chunk from its true start state. About
+    2 sqrt(L) sequential steps of wide tensor operations, O(L) work, no division (safe when a underflows
+    to 0). ``chunk`` defaults to about sqrt(L)."""
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
+    dim = _check_pair(a, b, h0, dim)
+    T = chunk if chunk is not None else _pick_chunk(a.shape[dim])
+    return _public_scan(_chunked_tf, a, b, h0, dim, chunk=T)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The selective scan on top of those scans: discretize time-first, scan, contract with C.
+
+
+def _discretize_tf(u, delta, A, B, delta_bias, delta_softplus):
+    """exp(ΔA) and ΔBu time-first, (L, batch, d_inner, N), in the compute dtype; Δ is (L, batch, d_inner)."""
+    batch, d_inner, L = u.shape
+    ct = _compute_dtype(u)
+    delta = delta.to(ct)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    delta_tf = delta.permute(2, 0, 1).contiguous()  # (L, batch, d_inner)
+    du_tf = (delta * u.to(ct)).permute(2, 0, 1).contiguous()  # Δu: (L, batch, d_inner)
+    dA = torch.exp(delta_tf[..., None] * A.to(ct))  # exp(ΔA): (L, batch, d_inner, N)
+    B4 = B.to(ct) if B.dim() == 4 else B.to(ct)[:, None]  # (batch, groups, N, L)
+    g = B4.shape[1]
+    B_tf = B4.permute(3, 0, 1, 2)[:, :, :, None, :]  # (L, batch, groups, 1, N)
+    # ΔBu: (L, batch, groups, d_inner/groups, N) -> (L, batch, d_inner, N)
+    dBu = (du_tf.view(L, batch, g, d_inner // g)[..., None] * B_tf).view(dA.shape)
+    return dA, dBu
+
+
+def _contract_tf(h: torch.Tensor, C_tf: torch.Tensor) -> torch.Tensor:
+    """y = C · h over N. h: (..., d_inner, N); C_tf: (..., groups, N) -> y: (..., d_inner)."""
+    *lead, d_inner, N = h.shape
+    g = C_tf.shape[-2]
+    hg = h.reshape(*lead, g, d_inner // g, N)
+    return torch.einsum("...gdn,...gn->...gd", hg, C_tf).reshape(*lead, d_inner)  # (..., d_inner)
+
+
+def _C_tf(C: torch.Tensor, ct: torch.dtype) -> torch.Tensor:
+    C4 = C.to(ct) if C.dim() == 4 else C.to(ct)[:, None]  # (batch, groups, N, L)
+    return C4.permute(3, 0, 1, 2)  # (L, batch, groups, N)
+
+
+def _via_scan(scan_tf: Callable):
+    """A selective-scan backend from a time-first scan of (exp(ΔA), ΔBu)."""
+
+    def backend(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                return_last_state=False, *, h0=None):  # fmt: skip
+        check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
+        if u.shape[2] == 0:
+            return selective_scan_ref(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, h0=h0
+            )
+        ct = _compute_dtype(u)
+        dA, dBu = _discretize_tf(u, delta, A, B, delta_bias, delta_softplus)
+        h = scan_tf(dA, dBu, None if h0 is None else h0.to(ct))  # (L, batch, d_inner, N)
+        y = _contract_tf(h, _C_tf(C, ct)).permute(1, 2, 0)  # (batch, d_inner, L)
+        out = _finish(y.contiguous(), u, D, z, u.dtype)
+        return (out, h[-1]) if return_last_state else out
+
+    return backend
+
+
+def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                            return_last_state=False, *, h0=None, chunk: int | None = None):  # fmt: skip
+    """The chunked scan with the C contraction fused into its second pass: h is never stored whole
+    (outside autograd), only y. Δ, u, B, C are padded to whole chunks with zeros (exp(0·A) = 1, ΔBu = 0)."""
+    batch, d_inner, L, N = check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
+    if L == 0:
+        return selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, h0=h0
+        )
+    ct = _compute_dtype(u)
+    T = min(chunk or _pick_chunk(L), L)
+    n_chunks = -(-L // T)
+    pad = n_chunks * T - L
+
+    def steps_first(x: torch.Tensor) -> torch.Tensor:
+        """(..., L) -> (T, n_chunks, ...): pad L to n_chunks·T, then step t of every chunk."""
+        x = F.pad(x, (0, pad)) if pad else x
+        x = x.reshape(*x.shape[:-1], n_chunks, T)
+        nd = x.dim()
+        return x.permute(nd - 1, nd - 2, *range(nd - 2)).contiguous()
+
+    delta = delta.to(ct)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    delta_s = steps_first(delta)  # Δ: (T, n_chunks, batch, d_inner)
+    du_s = steps_first(delta * u.to(ct))  # Δu: (T, n_chunks, batch, d_inner)
+    B4 = B.to(ct) if B.dim() == 4 else B.to(ct)[:, None]  # (batch, groups, N, L)
+    C4 = C.to(ct) if C.dim() == 4 else C.to(ct)[:, None]
+    gB = B4.shape[1]
+    B_s = steps_first(B4)[:, :, :, :, None, :]  # (T, n_chunks, batch, groups, 1, N)
+    C_s = steps_first(C4)  # (T, n_chunks, batch, groups, N)
+    dA = torch.exp(delta_s[..., None] * A.to(ct))  # exp(ΔA): (T, n_chunks, batch, d_inner, N)
+    # ΔBu: (T, n_chunks, batch, groups, d_inner/groups, N) -> (T, n_chunks, batch, d_inner, N)
+    dBu = (du_s.view(T, n_chunks, batch, gB, d_inner // gB)[..., None] * B_s).view(dA.shape)
+    ys, h_last = _chunked_core(
+        dA, dBu, None if h0 is None else h0.to(ct), lambda h, t: _contract_tf(h, C_s[t])
+    )
+    # ys: (T, n_chunks, batch, d_inner) -> (batch, d_inner, L)
+    y = ys.permute(2, 3, 1, 0).reshape(batch, d_inner, n_chunks * T)[:, :, :L]
+    out = _finish(y.contiguous(), u, D, z, u.dtype)
+    return (out, h_last) if return_last_state else out
+
+
+# --------------------------------------------------------------------------------------------------------
 # Dispatch. Each backend has the signature of selective_scan_ref.
 
 
@@ -200,14 +511,28 @@ def _triton_fn() -> tuple[Callable | None, str]:
     return selective_scan_fn, status.reason
 
 
+_PYTORCH_WHY = {
+    "ref": "sequential Python loop over L (the reference)",
+    "sequential": "lean loop over L, time-first (L steps)",
+    "hillis_steele": "Hillis-Steele parallel scan (log2 L steps, L log L work)",
+    "blelloch": "Blelloch work-efficient parallel scan (2 log2 L steps, any L)",
+    "chunked": "chunked scan, C contraction fused (about 2 sqrt(L) steps)",
+}
+
+
 def _pytorch_backends() -> dict[str, Callable]:
-    return {"ref": selective_scan_ref}
+    return {
+        "ref": selective_scan_ref,
+        "sequential": _via_scan(_seq_tf),
+        "hillis_steele": _via_scan(_hillis_steele_tf),
+        "blelloch": _via_scan(lambda a, b, h0: _blelloch_tf(a, _fold_h0(a, b, h0))),
+        "chunked": _selective_scan_chunked,
+    }
 
 
 def backend_report() -> dict[str, tuple[bool, str]]:
     """For every known backend: (available here, why / why not)."""
-    report = {name: (True, "PyTorch, any device") for name in _pytorch_backends()}
-    report["ref"] = (True, "sequential Python loop over L (the reference)")
+    report = {name: (True, f"PyTorch, any device: {why}") for name, why in _PYTORCH_WHY.items()}
     fn, why = _triton_fn()
     report["triton"] = (fn is not None, why)
     return report
@@ -224,7 +549,7 @@ def _auto_backend(u: torch.Tensor) -> str:
         fn, _ = _triton_fn()
         if fn is not None:
             return "triton"
-    return "ref"
+    return "chunked"
 
 
 def selective_scan(
