@@ -1,0 +1,291 @@
+"""Figures and widgets of notebook 06 (Triton): programs and masks, chunks with a carried state, bytes moved,
+and the roofline.
+
+Each widget is a thin wrapper around a pure function that returns the plotted data (``block_layout``,
+``chunk_carry``, ``io_bytes``), so that pytest can check the numbers the reader sees.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from minimamba.viz import figure
+
+__all__ = [
+    "H200",
+    "block_layout",
+    "block_layout_widget",
+    "chunk_carry",
+    "chunk_carry_widget",
+    "io_bytes",
+    "io_bytes_widget",
+    "plot_block_layout",
+    "plot_chunk_carry",
+    "plot_io_bytes",
+    "plot_roofline",
+    "roofline_points",
+]
+
+#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy measured on it (shared/anchors); the
+#: datasheet says 4.8 TB/s. fp32 FLOP/s: datasheet, without tensor cores. exp/s: 132 SMs × 16 special-
+#: function results per clock × 1.98 GHz, which matches the 385 µs the anchors give for 1.61e9 exponentials.
+H200 = {"bytes_per_s": 4.26e12, "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
+
+#: FLOPs per (batch, channel, step, state) element of the selective scan besides the exponential:
+#: Δ·A (1), Δu·B (1), h = Ā h + B̄u (2), y += C h (2), rounded up to 7 for the Δ·u and the bookkeeping.
+SCAN_FLOPS_PER_ELEMENT = 7
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Programs, blocks and masks.
+
+
+def block_layout(n: int, BLOCK: int) -> dict:
+    """Which program handles which element of an n-element tensor split into blocks of BLOCK lanes.
+
+    Returns a dict of arrays over the ``n_programs · BLOCK`` lanes: ``program`` (tl.program_id),
+    ``offset`` (program · BLOCK + lane, the ``o_x`` of the kernel) and ``mask`` (offset < n), and the
+    number of programs ``n_programs`` = cdiv(n, BLOCK).
+    """
+    _check_positive_int("n", n)
+    _check_positive_int("BLOCK", BLOCK)
+    n_programs = -(-n // BLOCK)
+    program = np.repeat(np.arange(n_programs), BLOCK)
+    offset = program * BLOCK + np.tile(np.arange(BLOCK), n_programs)
+    return {"n_programs": n_programs, "program": program, "offset": offset, "mask": offset < n}
+
+
+def plot_block_layout(n: int = 10, BLOCK: int = 4) -> Figure:
+    """One square per lane, coloured by program; masked lanes hatched in grey."""
+    d = block_layout(n, BLOCK)
+    lanes = len(d["offset"])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * lanes + 1.5), 1.9), layout="constrained")
+    cmap = plt.get_cmap("tab10")
+    for x, (p, o, m) in enumerate(zip(d["program"], d["offset"], d["mask"])):
+        ax.add_patch(
+            plt.Rectangle(
+                (x, 0),
+                0.92,
+                0.92,
+                facecolor=cmap(p % 10) if m else "0.85",
+                hatch=None if m else "//",
+                edgecolor="k",
+                lw=0.5,
+            )
+        )
+        ax.text(x + 0.46, 0.46, str(o), ha="center", va="center", fontsize=8, color="k" if m else "0.4")
+    for p in range(d["n_programs"]):
+        ax.text(p * BLOCK + BLOCK / 2, 1.15, f"program {p}", ha="center", fontsize=8)
+    ax.set_xlim(-0.2, lanes + 0.2)
+    ax.set_ylim(-0.1, 1.5)
+    ax.set_yticks([])
+    ax.set_xlabel("lane (number = offset o_x; grey = masked, o_x ≥ n)")
+    ax.set_title(
+        f"n = {n} elements, BLOCK = {BLOCK}: {d['n_programs']} programs, {int((~d['mask']).sum())} masked"
+    )
+    return fig
+
+
+figure("triton_blocks")(plot_block_layout)
+
+
+def block_layout_widget() -> widgets.interactive:
+    """Sliders for n and BLOCK over :func:`plot_block_layout`."""
+    return widgets.interactive(
+        lambda n, BLOCK: _show(plot_block_layout(n, BLOCK)),
+        n=widgets.IntSlider(value=10, min=1, max=40, description="n"),
+        BLOCK=widgets.Dropdown(options=[1, 2, 4, 8, 16], value=4, description="BLOCK"),
+    )
+
+
+def _show(fig: Figure) -> None:
+    plt.show()
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Chunks with a carried state.
+
+
+def chunk_carry(L: int = 48, BLOCK_L: int = 16, decay: float = 0.9, seed: int = 0) -> dict:
+    """The chunked recurrence h_t = a_t h_{t-1} + b_t split into what each chunk computes (float64, numpy).
+
+    Inside each chunk the scan starts from zero: ``H`` (the state from 0) and ``A`` (the product of the
+    decays since the chunk start). The true state is ``h = H + A · carry`` with ``carry`` the state at the
+    end of the previous chunk. Inputs: a_t = ``decay``, b_t ~ N(0, 1) with ``seed``.
+    Returns t, a, b, H, A, h, the chunk ``starts`` and the ``carry`` entering each chunk.
+    """
+    _check_positive_int("L", L)
+    _check_positive_int("BLOCK_L", BLOCK_L)
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    b = np.random.default_rng(seed).standard_normal(L)
+    a = np.full(L, float(decay))
+    H, A, h = np.empty(L), np.empty(L), np.empty(L)
+    starts = np.arange(0, L, BLOCK_L)
+    carries = np.empty(len(starts))
+    carry = 0.0
+    for i, s in enumerate(starts):
+        carries[i] = carry
+        state, prod = 0.0, 1.0
+        for t in range(s, min(s + BLOCK_L, L)):
+            state, prod = a[t] * state + b[t], prod * a[t]
+            H[t], A[t] = state, prod
+            h[t] = state + prod * carry
+        carry = h[min(s + BLOCK_L, L) - 1]
+    return {"t": np.arange(L), "a": a, "b": b, "H": H, "A": A, "h": h, "starts": starts, "carry": carries}
+
+
+def plot_chunk_carry(L: int = 48, BLOCK_L: int = 16, decay: float = 0.9, seed: int = 0) -> Figure:
+    """The true state h and the from-zero state H of each chunk, with the chunk boundaries."""
+    d = chunk_carry(L, BLOCK_L, decay, seed)
+    fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+    ax.plot(d["t"], d["h"], "k-", lw=2, label="h = H + A · carry (the state)")
+    for i, s in enumerate(d["starts"]):
+        sl = slice(s, s + BLOCK_L)
+        ax.plot(d["t"][sl], d["H"][sl], "C1--", label="H: the chunk's scan from 0" if i == 0 else None)
+        ax.axvline(s - 0.5, color="0.7", lw=0.8)
+        ax.plot(s - 0.5, d["carry"][i], "C0o", ms=5, label="carry into the chunk" if i == 0 else None)
+    ax.set_xlabel("step t (grey lines: chunk boundaries)")
+    ax.set_ylabel("state")
+    ax.set_title(f"chunks of BLOCK_L = {BLOCK_L}, a_t = {decay}")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+figure("triton_chunk_carry")(plot_chunk_carry)
+
+
+def chunk_carry_widget() -> widgets.interactive:
+    """Sliders for BLOCK_L and the decay over :func:`plot_chunk_carry`."""
+    return widgets.interactive(
+        lambda BLOCK_L, decay: _show(plot_chunk_carry(48, BLOCK_L, decay)),
+        BLOCK_L=widgets.Dropdown(options=[4, 8, 16, 32, 64], value=16, description="BLOCK_L"),
+        decay=widgets.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.05, description="a_t"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bytes moved and the roofline.
+
+
+def io_bytes(batch: int, d_inner: int, L: int, N: int, dtype_bytes: int = 4) -> dict:
+    """Bytes the selective-scan forward moves through HBM, unfused (one PyTorch kernel per stage) and fused.
+
+    Inputs and y have ``dtype_bytes`` per element; the unfused intermediates (batch, d_inner, L, N) are kept
+    in fp32 (4 bytes), as the reference does. A, D and delta_bias are fp32. Stages:
+
+    unfused: discretize A (read Δ, A; write Ā), discretize B (read Δ, u, B; write B̄u), scan (read Ā, B̄u;
+    write h), contract with C (read h, C; write y), D skip and z gate (read y, u, z, D; write y).
+    fused: read u, Δ, z, B, C, A, D, delta_bias once, write y once.
+
+    Returns ``{"unfused": {stage: bytes}, "fused": {stage: bytes}, "unfused_total", "fused_total", "ratio"}``.
+    """
+    for name, v in (("batch", batch), ("d_inner", d_inner), ("L", L), ("N", N)):
+        _check_positive_int(name, v)
+    if dtype_bytes not in (2, 4, 8):
+        raise ValueError(f"dtype_bytes must be 2, 4 or 8, got {dtype_bytes}")
+    x = batch * d_inner * L * dtype_bytes  # one (batch, d_inner, L) tensor: u, delta, z or y
+    bc = batch * N * L * dtype_bytes  # one (batch, N, L) tensor: B or C
+    big = batch * d_inner * L * N * 4  # one (batch, d_inner, L, N) fp32 intermediate
+    params = (d_inner * N + 2 * d_inner) * 4  # A, D, delta_bias
+    unfused = {
+        "discretize A": x + d_inner * N * 4 + big,
+        "discretize B": 2 * x + bc + big,
+        "scan": 3 * big,
+        "contract C": big + bc + x,
+        "D skip, z gate": 4 * x + d_inner * 4,
+    }
+    fused = {"read u, delta, z": 3 * x, "read B, C": 2 * bc, "read A, D, bias": params, "write y": x}
+    u_tot, f_tot = sum(unfused.values()), sum(fused.values())
+    return {
+        "unfused": unfused,
+        "fused": fused,
+        "unfused_total": u_tot,
+        "fused_total": f_tot,
+        "ratio": u_tot / f_tot,
+    }
+
+
+def plot_io_bytes(
+    batch: int = 1, d_inner: int = 1024, L: int = 2**15, N: int = 16, dtype_bytes: int = 2
+) -> Figure:
+    """Stacked bars: bytes moved by each stage, unfused vs fused."""
+    d = io_bytes(batch, d_inner, L, N, dtype_bytes)
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    for row, key in enumerate(("unfused", "fused")):
+        left = 0.0
+        for i, (stage, nbytes) in enumerate(d[key].items()):
+            ax.barh(row, nbytes / 1e6, left=left, color=f"C{i + (0 if key == 'unfused' else 5)}", label=stage)
+            left += nbytes / 1e6
+        ax.text(left, row, f" {left:,.1f} MB", va="center", fontsize=9)
+    ax.set_yticks([0, 1], ["unfused\n(PyTorch)", "fused\n(one kernel)"])
+    ax.set_xlabel("HBM traffic of the forward (MB)")
+    ax.set_xlim(0, d["unfused_total"] / 1e6 * 1.25)
+    ax.set_title(
+        f"(batch, d_inner, L, N) = ({batch}, {d_inner}, {L}, {N}), {8 * dtype_bytes}-bit inputs: "
+        f"{d['ratio']:.0f}× fewer bytes fused"
+    )
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    return fig
+
+
+figure("triton_io_bytes")(plot_io_bytes)
+
+
+def io_bytes_widget() -> widgets.interactive:
+    """Sliders for log2(L), N and the input width over :func:`plot_io_bytes`."""
+    return widgets.interactive(
+        lambda log2_L, N, dtype_bytes: _show(plot_io_bytes(1, 1024, 2**log2_L, N, dtype_bytes)),
+        log2_L=widgets.IntSlider(value=15, min=9, max=19, description="log2 L"),
+        N=widgets.Dropdown(options=[1, 4, 8, 16, 32, 64], value=16, description="N"),
+        dtype_bytes=widgets.Dropdown(options=[("bf16", 2), ("fp32", 4)], value=2, description="inputs"),
+    )
+
+
+def roofline_points(batch: int, d_inner: int, L: int, N: int, dtype_bytes: int = 4) -> dict:
+    """Arithmetic intensity (FLOP per byte) of the unfused and the fused forward, and the FLOPs."""
+    d = io_bytes(batch, d_inner, L, N, dtype_bytes)
+    flops = SCAN_FLOPS_PER_ELEMENT * batch * d_inner * L * N
+    return {
+        "flops": flops,
+        "exps": batch * d_inner * L * N,
+        "unfused": flops / d["unfused_total"],
+        "fused": flops / d["fused_total"],
+    }
+
+
+def plot_roofline(
+    batch: int = 8, d_inner: int = 1536, L: int = 8192, N: int = 16, dtype_bytes: int = 4
+) -> Figure:
+    """The H200 roofline (fp32, no tensor cores) with the unfused and fused selective-scan forward."""
+    pts = roofline_points(batch, d_inner, L, N, dtype_bytes)
+    intensity = np.logspace(-2, 3, 200)
+    bw, peak = H200["bytes_per_s"], H200["flops_per_s"]
+    exp_roof = H200["exps_per_s"] * pts["flops"] / pts["exps"]  # FLOP/s if the exponentials are the limit
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
+    ax.loglog(intensity, np.minimum(peak, bw * intensity) / 1e12, "k-", label="HBM and fp32 roofs")
+    ax.axhline(exp_roof / 1e12, color="C3", ls=":", label="exp() roof (special-function units)")
+    for key, color in (("unfused", "C0"), ("fused", "C2")):
+        x = pts[key]
+        ax.plot(x, min(peak, bw * x) / 1e12, "o", color=color, ms=8, label=f"{key}: {x:.2g} FLOP/byte")
+    ax.axvline(peak / bw, color="0.6", lw=0.8)
+    ax.text(peak / bw * 1.1, 0.1, f"ridge {peak / bw:.0f} FLOP/byte", fontsize=8, color="0.4")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of HBM traffic)")
+    ax.set_ylabel("attainable TFLOP/s")
+    ax.set_title(f"H200, selective-scan forward ({8 * dtype_bytes}-bit), N = {N}")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+figure("triton_roofline")(plot_roofline)

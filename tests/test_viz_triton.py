@@ -1,0 +1,116 @@
+"""Notebook 06's figures and widgets: the pure functions behind them against independent counts and loops."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from minimamba.viz import triton as vt
+
+
+@pytest.mark.parametrize("n, BLOCK", [(1, 1), (10, 4), (16, 16), (17, 16), (5, 8)])
+def test_block_layout_covers_every_element_once(n, BLOCK):
+    d = vt.block_layout(n, BLOCK)
+    assert d["n_programs"] == -(-n // BLOCK)
+    covered = d["offset"][d["mask"]]
+    assert sorted(covered.tolist()) == list(range(n))  # each element loaded by exactly one lane
+    for i in range(n):  # element i is handled by program i // BLOCK
+        (lane,) = np.flatnonzero(d["offset"] == i)
+        assert d["program"][lane] == i // BLOCK
+    assert int((~d["mask"]).sum()) == d["n_programs"] * BLOCK - n
+
+
+@pytest.mark.parametrize("L, BLOCK_L, decay", [(48, 16, 0.9), (7, 3, 0.5), (10, 1, 1.0), (5, 64, 0.0)])
+def test_chunk_carry_matches_the_sequential_loop(L, BLOCK_L, decay):
+    d = vt.chunk_carry(L, BLOCK_L, decay, seed=3)
+    h, ref = 0.0, np.empty(L)
+    for t in range(L):
+        h = decay * h + d["b"][t]
+        ref[t] = h
+    np.testing.assert_allclose(d["h"], ref, rtol=1e-12, atol=1e-12)
+    for s, carry in zip(d["starts"], d["carry"]):
+        # the carry is the state just before the chunk
+        assert carry == pytest.approx(0.0 if s == 0 else ref[s - 1], rel=1e-12, abs=1e-12)
+        assert d["H"][s] == d["b"][s]  # each chunk's own scan starts from zero
+        k = np.arange(s, min(s + BLOCK_L, L))
+        np.testing.assert_allclose(d["A"][k], decay ** (k - s + 1.0), rtol=1e-12)
+
+
+def test_io_bytes_fused_is_the_anchor_floor():
+    """shared/anchors: at (8, 1536, 8192, 16) fp32 the forward must read u, delta, z, B, C and write y: 1619 MB."""
+    batch, d_inner, L, N = 8, 1536, 8192, 16
+    d = vt.io_bytes(batch, d_inner, L, N, dtype_bytes=4)
+    tensors = 4 * batch * d_inner * L + 2 * batch * N * L  # u, delta, z, y and B, C
+    params = d_inner * N + 2 * d_inner  # A, D, delta_bias
+    assert d["fused_total"] == 4 * (tensors + params)
+    assert round(d["fused_total"] / 1e6) == 1619
+
+
+@pytest.mark.parametrize("N", [1, 16, 64])
+@pytest.mark.parametrize("dtype_bytes", [2, 4])
+def test_io_bytes_unfused_moves_the_state_tensor_six_times(N, dtype_bytes):
+    batch, d_inner, L = 2, 3, 5
+    d = vt.io_bytes(batch, d_inner, L, N, dtype_bytes)
+    big = 4 * batch * d_inner * L * N  # fp32 (batch, d_inner, L, N)
+    # written by both discretizations, read twice and written once by the scan, read by the contraction
+    small = d["unfused_total"] - 6 * big
+    x, bc = dtype_bytes * batch * d_inner * L, dtype_bytes * batch * N * L
+    # Δ and A; Δ, u, B; C and y; y, u, z, D and y again
+    assert small == (x + 4 * d_inner * N) + (2 * x + bc) + (bc + x) + (4 * x + 4 * d_inner)
+    assert d["ratio"] == d["unfused_total"] / d["fused_total"]
+
+
+def test_io_bytes_ratio_grows_with_N():
+    """The paper's O(N) saving (§3.3.2): the unfused traffic grows with N, the fused traffic hardly at all."""
+    ratios = [vt.io_bytes(1, 1024, 4096, N)["ratio"] for N in (4, 16, 64)]
+    assert ratios[0] < ratios[1] < ratios[2]
+    assert all(r > N for r, N in zip(ratios, (4, 16, 64)))
+
+
+def test_roofline_points():
+    p = vt.roofline_points(8, 1536, 8192, 16, 4)
+    io = vt.io_bytes(8, 1536, 8192, 16, 4)
+    assert p["flops"] == vt.SCAN_FLOPS_PER_ELEMENT * 8 * 1536 * 8192 * 16
+    assert p["fused"] == p["flops"] / io["fused_total"]
+    assert p["unfused"] < 1 < p["fused"] < vt.H200["flops_per_s"] / vt.H200["bytes_per_s"]
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: vt.block_layout(0, 4), ValueError, "n must be >= 1, got 0"),
+        (lambda: vt.block_layout(3, 2.0), TypeError, "BLOCK must be an int, got float"),
+        (lambda: vt.chunk_carry(8, 4, decay=1.5), ValueError, r"decay must be in \[0, 1\], got 1.5"),
+        (lambda: vt.io_bytes(1, 2, 3, 4, dtype_bytes=3), ValueError, "dtype_bytes must be 2, 4 or 8, got 3"),
+        (lambda: vt.io_bytes(1, 2, 0, 4), ValueError, "L must be >= 1, got 0"),
+    ],
+)
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [vt.plot_block_layout, vt.plot_chunk_carry, vt.plot_io_bytes, vt.plot_roofline],
+    ids=lambda f: f.__name__,
+)
+def test_figures_have_labelled_axes(make):
+    fig = make()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_title()
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("make", [vt.block_layout_widget, vt.chunk_carry_widget, vt.io_bytes_widget])
+def test_widgets_build(make):
+    w = make()
+    assert len(w.children) >= 2  # the controls and the output
+    plt.close("all")
+
+
+def test_figures_are_registered():
+    from minimamba.viz import FIGURES
+
+    assert {"triton_blocks", "triton_chunk_carry", "triton_io_bytes", "triton_roofline"} <= set(FIGURES)
