@@ -114,3 +114,21 @@ def test_figures_are_registered():
     from minimamba.viz import FIGURES
 
     assert {"triton_blocks", "triton_chunk_carry", "triton_io_bytes", "triton_roofline"} <= set(FIGURES)
+
+
+def _two_paragraphs():
+    first = 1
+
+    second = first + 1
+    return second
+
+
+def test_source_paragraph_finds_the_stage():
+    from minimamba.kernels.teaching import recurrence
+
+    assert vt.source_paragraph(_two_paragraphs, "second =") == "second = first + 1\nreturn second"
+    assert "def _two_paragraphs" in vt.source_paragraph(_two_paragraphs, "first = 1")
+    kernel = vt.source_paragraph(recurrence.first_order_scan_kernel, "tl.associative_scan")  # a @triton.jit
+    assert "first_order_combine" in kernel
+    with pytest.raises(ValueError, match="no paragraph of '_two_paragraphs' contains 'third'"):
+        vt.source_paragraph(_two_paragraphs, "third")

@@ -7,6 +7,9 @@ Each widget is a thin wrapper around a pure function that returns the plotted da
 
 from __future__ import annotations
 
+import inspect
+import textwrap
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,6 +30,7 @@ __all__ = [
     "plot_io_bytes",
     "plot_roofline",
     "roofline_points",
+    "source_paragraph",
 ]
 
 #: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy measured on it (shared/anchors); the
@@ -44,6 +48,22 @@ def _check_positive_int(name: str, value) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def source_paragraph(obj, contains: str) -> str:
+    """The paragraph (lines between blank lines) of ``obj``'s source code that contains ``contains``.
+
+    Lets a notebook show a kernel one stage at a time, found by a line it contains rather than by line
+    numbers, so that the cell keeps working when the kernel above it changes.
+    """
+    fn = obj
+    while not inspect.isroutine(fn) and hasattr(fn, "fn"):  # a @triton.jit kernel wraps the Python function
+        fn = fn.fn
+    src = inspect.getsource(fn)
+    paragraphs = [p for p in src.split("\n\n") if contains in p]
+    if not paragraphs:
+        raise ValueError(f"no paragraph of {getattr(obj, '__name__', obj)!r} contains {contains!r}")
+    return textwrap.dedent(paragraphs[0].strip("\n"))
 
 
 # ------------------------------------------------------------------------------------------------------
