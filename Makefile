@@ -12,7 +12,7 @@ HAS_CUDA  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 NPROC     := $(shell $(PYTHON) -c 'import os; print(min(4, os.cpu_count() or 1))')
 export FAST ?= 1
 
-.PHONY: lab test lint pytest nbval notebooks figures bench info clean
+.PHONY: lab test lint pytest nbval notebooks figures bench info clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,17 @@ endif
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
-test: $(STAMP) lint pytest nbval
+test: $(STAMP) lint browser-deps pytest nbval
+
+# The browser test (tests/test_browser.py) drives Debian's Chromium with Playwright (never a downloaded
+# browser). Install it where apt-get can; elsewhere the test skips and says why.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "could not install chromium: the browser test will be skipped"; \
+	else echo "no /usr/bin/chromium and no root apt-get: the browser test will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
