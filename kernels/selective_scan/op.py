@@ -1,0 +1,250 @@
+"""The selective scan as a PyTorch custom op with autograd, and the public ``selective_scan_fn``.
+
+Two ops, ``minimamba::selective_scan_fwd`` and ``minimamba::selective_scan_bwd``, each with a fake
+(shape-only) implementation, so that ``torch.compile(fullgraph=True)`` traces a model that calls the scan
+without looking inside the Triton kernels; ``register_autograd`` ties the backward to the forward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from minimamba import env
+from minimamba.scan import check_scan_args
+
+from . import bwd as _bwd
+from . import fwd as _fwd
+
+__all__ = ["selective_scan_fn"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The two custom ops. Arguments are validated, contiguous, B/C have a groups axis, A/D/delta_bias/h0 fp32.
+
+
+@torch.library.custom_op("minimamba::selective_scan_fwd", mutates_args=())
+def selective_scan_fwd_op(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    h0: Tensor | None,
+    delta_softplus: bool,
+    save_chunks: bool,
+    block_l: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns y, h_last (fp32) and the states entering every block of ``block_l`` steps (fp32)."""
+    return _fwd.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l
+    )
+
+
+@selective_scan_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l):
+    batch, d_inner, L = u.shape
+    N = A.shape[1]
+    n_chunks = (L + block_l - 1) // block_l
+    shape = (batch, d_inner, n_chunks, N) if save_chunks else (0,)
+    return (
+        torch.empty_like(u),
+        u.new_empty(batch, d_inner, N, dtype=torch.float32),
+        u.new_empty(shape, dtype=torch.float32),
+    )
+
+
+@torch.library.custom_op("minimamba::selective_scan_bwd", mutates_args=())
+def selective_scan_bwd_op(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    h_chunks: Tensor,
+    dy: Tensor,
+    dh_last: Tensor | None,
+    delta_softplus: bool,
+    need_dh0: bool,
+    block_l: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0; an absent input's gradient is empty."""
+    grads = _bwd.selective_scan_bwd(
+        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, block_l
+    )
+    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
+
+    def empty() -> Tensor:  # outputs of a custom op must not alias each other: a fresh one each time
+        return u.new_empty(0, dtype=torch.float32)
+
+    return (
+        du,
+        ddelta,
+        dA,
+        dB.to(B.dtype),
+        dC.to(C.dtype),
+        empty() if dD is None else dD,
+        u.new_empty(0) if dz is None else dz,
+        empty() if ddb is None else ddb,
+        empty() if dh0 is None else dh0,
+    )
+
+
+@selective_scan_bwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, block_l):
+    batch, d_inner, L = u.shape
+    N = A.shape[1]
+
+    def empty() -> Tensor:
+        return u.new_empty(0, dtype=torch.float32)
+
+    return (
+        torch.empty_like(u),
+        torch.empty_like(delta),
+        torch.empty_like(A),
+        torch.empty_like(B),
+        torch.empty_like(C),
+        empty() if D is None else torch.empty_like(D),
+        u.new_empty(0) if z is None else torch.empty_like(z),
+        empty() if delta_bias is None else torch.empty_like(delta_bias),
+        u.new_empty(batch, d_inner, N, dtype=torch.float32) if need_dh0 else empty(),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l = inputs
+    _, _, h_chunks = output
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h_chunks)
+    ctx.delta_softplus = delta_softplus
+    ctx.has_h0 = h0 is not None
+    ctx.block_l = block_l
+    ctx.save_chunks = save_chunks
+
+
+def _backward(ctx, dy, dh_last, _dh_chunks):
+    u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
+    if not ctx.save_chunks:
+        raise RuntimeError(
+            "selective_scan_fwd ran without saving its block states (no input required grad when it ran)"
+        )
+    dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+    dh_last = None if dh_last is None else dh_last.contiguous()
+    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = selective_scan_bwd_op(
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        h_chunks,
+        dy,
+        dh_last,
+        ctx.delta_softplus,
+        ctx.has_h0,
+        ctx.block_l,
+    )
+    return (
+        du,
+        ddelta,
+        dA,
+        dB,
+        dC,
+        None if D is None else dD,
+        None if z is None else dz,
+        None if delta_bias is None else ddb,
+        dh0 if ctx.has_h0 else None,
+        None,
+        None,
+        None,
+    )
+
+
+selective_scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The public function: validate, normalise, call the op.
+
+
+def _check_device(tensors: list[Tensor]) -> None:
+    u = tensors[0]
+    if any(t.dtype == torch.float64 for t in tensors):
+        raise TypeError(
+            "the Triton selective scan computes in fp32 and takes float32, float16 or bfloat16 inputs; "
+            "got float64: use minimamba.scan.selective_scan(..., backend='ref') for float64"
+        )
+    status = env.triton_status()
+    if not status.usable:
+        raise RuntimeError(f"the Triton selective scan cannot run here: {status.reason}")
+    if u.is_cuda:
+        if any(t.dtype == torch.bfloat16 for t in tensors) and not env.supports_bf16_kernels(u.device):
+            cc = env.compute_capability(u.device)
+            raise TypeError(
+                f"bfloat16 Triton kernels need compute capability >= 8.0; this GPU has {cc}. Use float16 or "
+                "float32 inputs, or minimamba.scan.selective_scan(..., backend='chunked') (or 'ref')"
+            )
+    elif not status.interpreted:
+        raise ValueError(
+            f"u is on {u.device}: the Triton kernel needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors"
+        )
+
+
+def selective_scan_fn(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    h0: Tensor | None = None,
+):
+    """The selective scan, fused in Triton; same semantics as :func:`minimamba.scan.selective_scan_ref`.
+
+    Args:
+        u, delta, z: (batch, d_inner, L), fp32/fp16/bf16. A: (d_inner, N). B, C: (batch, N, L) or
+        (batch, groups, N, L). D, delta_bias: (d_inner,). h0: (batch, d_inner, N), the initial state.
+        A, D, delta_bias, h0 and the state are used in fp32 whatever their dtype.
+    Returns:
+        y: (batch, d_inner, L) in u's dtype; with ``return_last_state`` also h_last (batch, d_inner, N) fp32.
+        Differentiable with respect to every tensor argument (h0 and h_last included).
+    """
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
+    given = [t for t in (u, delta, A, B, C, D, z, delta_bias, h0) if t is not None]
+    _check_device(given)
+
+    def f32(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float().contiguous()
+
+    B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
+    C4 = C if C.dim() == 4 else C.unsqueeze(1)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in given)
+    batch, d_inner, L = u.shape
+    cfg = (_bwd if need_grad else _fwd).default_config(batch, d_inner, L, A.shape[1], u.device)
+    y, h_last, _ = selective_scan_fwd_op(
+        u.contiguous(),
+        delta.contiguous(),
+        f32(A),
+        B4.contiguous(),
+        C4.contiguous(),
+        f32(D),
+        None if z is None else z.contiguous(),
+        f32(delta_bias),
+        f32(h0),
+        bool(delta_softplus),
+        need_grad,
+        cfg["block_l"],
+    )
+    return (y, h_last) if return_last_state else y

@@ -1,0 +1,227 @@
+"""The fused Triton selective scan (kernels/selective_scan) against a float64 loop written here.
+
+Runs on CPU through Triton's interpreter (set up by ``import minimamba`` in conftest.py), so every shape is
+tiny: the interpreter costs ~150-200 µs per scanned element. On the CPU the kernels use blocks of 8 steps
+and 2 channels (``fwd.default_config``), so L = 7, 8, 9, 17 sit below, on and above block edges and
+d_inner = 3 leaves a half-empty channel block. tests/test_triton_scan_gpu.py repeats this at real sizes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from minimamba.kernels.selective_scan import bwd as kbwd
+from minimamba.kernels.selective_scan import fwd as kfwd
+from minimamba.kernels.selective_scan import selective_scan_fn
+
+from minimamba.testing import check_close, rel_error
+
+FWD_TOL = 1e-5  # fp32 against float64, relative (norm) error
+GRAD_TOL = 1e-4
+
+
+def scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
+    """The selective scan as the paper writes it, one step at a time, in float64 (differentiable)."""
+    u, delta, A, B, C = (t.double() for t in (u, delta, A, B, C))
+    batch, d_inner, L = u.shape
+    N = A.shape[1]
+    if B.dim() == 3:  # one group for every channel
+        B, C = B[:, None], C[:, None]
+    per_group = d_inner // B.shape[1]
+    if delta_bias is not None:
+        delta = delta + delta_bias.double()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    h = torch.zeros(batch, d_inner, N, dtype=torch.float64) if h0 is None else h0.double()
+    ys = []
+    for t in range(L):
+        Bt = B[:, torch.arange(d_inner) // per_group, :, t]  # (batch, d_inner, N)
+        Ct = C[:, torch.arange(d_inner) // per_group, :, t]
+        dt = delta[:, :, t, None]  # (batch, d_inner, 1)
+        h = torch.exp(dt * A.double()) * h + dt * Bt * u[:, :, t, None]
+        y = (h * Ct).sum(-1)  # (batch, d_inner)
+        if D is not None:
+            y = y + D.double() * u[:, :, t]
+        if z is not None:
+            y = y * F.silu(z[:, :, t].double())
+        ys.append(y)
+    y = torch.stack(ys, dim=-1) if L else u.new_zeros(batch, d_inner, 0)
+    return y, h
+
+
+def make_inputs(batch, d_inner, L, N, groups=0, dtype=torch.float32, seed=0):
+    """The anchors' distributions: u, z, B, C ~ N(0,1); delta = 0.5 N(0,1); A < 0; D ≈ 1."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    bc = (batch, groups, N, L) if groups else (batch, N, L)
+    dt_init = torch.empty(d_inner).uniform_(1e-3, 1e-1, generator=g)
+    return {
+        "u": r(batch, d_inner, L).to(dtype),
+        "delta": (0.5 * r(batch, d_inner, L)).to(dtype),
+        "A": -torch.exp(torch.log(torch.arange(1, N + 1).float()) + 0.1 * r(d_inner, N)),
+        "B": r(*bc).to(dtype),
+        "C": r(*bc).to(dtype),
+        "D": 1 + 0.1 * r(d_inner),
+        "z": r(batch, d_inner, L).to(dtype),
+        "delta_bias": dt_init + torch.log(-torch.expm1(-dt_init)),  # softplus⁻¹
+        "h0": r(batch, d_inner, N),
+    }
+
+
+def run_and_compare(
+    batch, d_inner, L, N, *, groups=0, use_D=True, use_z=True, use_bias=True, softplus=True, use_h0=False,
+    last_state=True, grads=True,
+):  # fmt: skip
+    x = make_inputs(batch, d_inner, L, N, groups)
+    if not use_D:
+        x["D"] = None
+    if not use_z:
+        x["z"] = None
+    if not use_bias:
+        x["delta_bias"] = None
+    if not use_h0:
+        x["h0"] = None
+    if not softplus:  # without softplus Δ must still be positive for a decaying state
+        x["delta"] = x["delta"].abs()
+        if x["delta_bias"] is not None:
+            x["delta_bias"] = F.softplus(x["delta_bias"])
+    names = [k for k, v in x.items() if v is not None]
+    leaves = {k: x[k].clone().requires_grad_(grads) for k in names}
+    args = {k: leaves.get(k) for k in x}
+    ref_leaves = {k: x[k].double().requires_grad_(grads) for k in names}
+    ref_args = {k: ref_leaves.get(k) for k in x}
+
+    out = selective_scan_fn(
+        args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"],
+        args["delta_bias"], softplus, last_state, h0=args["h0"],
+    )  # fmt: skip
+    y, h_last = out if last_state else (out, None)
+    y_ref, h_ref = scan_loop(**ref_args, delta_softplus=softplus)
+    assert y.dtype == x["u"].dtype and y.shape == (batch, d_inner, L)
+    check_close("y", y_ref, y, rtol=1e-4, atol=1e-5 * (y_ref.abs().max().item() + 1e-30))
+    assert rel_error(y_ref, y) <= FWD_TOL
+    if last_state:
+        assert h_last.dtype == torch.float32 and h_last.shape == (batch, d_inner, N)
+        assert rel_error(h_ref, h_last) <= FWD_TOL
+    if not grads:
+        return
+    gen = torch.Generator().manual_seed(1)
+    dy = torch.randn(y.shape, generator=gen)
+    loss, loss_ref = (y * dy).sum(), (y_ref * dy.double()).sum()
+    if last_state:
+        dh = torch.randn(h_last.shape, generator=gen)
+        loss, loss_ref = loss + (h_last * dh).sum(), loss_ref + (h_ref * dh.double()).sum()
+    got = torch.autograd.grad(loss, [leaves[k] for k in names])
+    want = torch.autograd.grad(loss_ref, [ref_leaves[k] for k in names])
+    for k, a, b in zip(names, got, want):
+        assert a.shape == x[k].shape and a.dtype == x[k].dtype, k
+        scale = b.abs().max().item() + 1e-30
+        check_close(f"d{k}", b, a, rtol=1e-3, atol=1e-4 * scale)
+        assert rel_error(b, a) <= GRAD_TOL, k
+
+
+@pytest.mark.parametrize("L", [1, 7, 8, 9, 17])
+def test_lengths_around_block_edges(L):
+    run_and_compare(1, 3, L, 4)
+
+
+def test_initial_state_and_groups():
+    run_and_compare(2, 4, 9, 3, groups=2, use_h0=True)
+
+
+def test_plain_scan_without_options():
+    """No D, no z, no delta_bias, no softplus, y only: the bare recurrence."""
+    run_and_compare(2, 3, 10, 2, use_D=False, use_z=False, use_bias=False, softplus=False, last_state=False)
+
+
+def test_one_state_one_group_per_channel():
+    run_and_compare(1, 3, 11, 1, groups=3, use_z=False, use_h0=True)
+
+
+def test_d_without_z_bias_without_softplus():
+    run_and_compare(1, 2, 9, 4, use_z=False, softplus=False, use_h0=True)
+
+
+def test_other_block_sizes():
+    """The launch functions directly, with blocks of 4 steps and 4 channels (two channel blocks)."""
+    x = make_inputs(1, 5, 13, 2, groups=1)
+    dy = torch.randn(1, 5, 13)
+    kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
+    y, h_last, h_chunks = kfwd.selective_scan_fwd(
+        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, block_l=4, block_d=4
+    )
+    y_ref, h_ref = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw)
+    assert h_chunks.shape == (1, 5, 4, 2)
+    assert rel_error(y_ref, y) <= FWD_TOL and rel_error(h_ref, h_last) <= FWD_TOL
+    du, *_ = kbwd.selective_scan_bwd(
+        x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], h_chunks, dy, None,
+        True, True, 4, block_d=4,
+    )  # fmt: skip
+    u = x["u"].double().requires_grad_()
+    y_ref, _ = scan_loop(u, x["delta"], x["A"], x["B"], x["C"], **kw)
+    (du_ref,) = torch.autograd.grad((y_ref * dy.double()).sum(), [u])
+    assert rel_error(du_ref, du) <= GRAD_TOL
+
+
+def test_last_state_gradient_alone():
+    """Only h_last feeds the loss: dy is None inside the backward."""
+    x = make_inputs(1, 3, 9, 2)
+    u = x["u"].clone().requires_grad_()
+    _, h_last = selective_scan_fn(u, x["delta"], x["A"], x["B"], x["C"], return_last_state=True)
+    (du,) = torch.autograd.grad(h_last.sum(), [u])
+    u64 = x["u"].double().requires_grad_()
+    _, h_ref = scan_loop(u64, x["delta"], x["A"], x["B"], x["C"])
+    (du_ref,) = torch.autograd.grad(h_ref.sum(), [u64])
+    check_close("du", du_ref, du, rtol=1e-4, atol=1e-6)
+
+
+def test_non_contiguous_inputs():
+    x = make_inputs(2, 3, 6, 2)
+    u_t = x["u"].transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    B_t = x["B"].transpose(1, 2).contiguous().transpose(1, 2)
+    assert not u_t.is_contiguous() and not B_t.is_contiguous()
+    y = selective_scan_fn(u_t, x["delta"], x["A"], B_t, x["C"], x["D"], x["z"], x["delta_bias"], True)
+    y_ref, _ = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    assert rel_error(y_ref, y) <= FWD_TOL
+
+
+def test_half_precision_inputs():
+    """fp16 inputs, fp32 state: y in fp16, within fp16 rounding of the float64 loop on the same inputs."""
+    x = make_inputs(1, 3, 9, 4, dtype=torch.float16)
+    y = selective_scan_fn(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    y_ref, _ = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    assert y.dtype == torch.float16
+    assert rel_error(y_ref, y) <= 2e-3
+
+
+def test_dispatch_through_scan_module():
+    from minimamba.scan import selective_scan
+
+    x = make_inputs(1, 2, 5, 2)
+    y = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], backend="triton")
+    y_ref, _ = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"])
+    assert rel_error(y_ref, y) <= FWD_TOL
+
+
+def test_custom_op_registration():
+    """Schema, fake (meta) implementation and autograd registration are consistent (torch.library.opcheck)."""
+    x = make_inputs(1, 2, 5, 2, groups=1)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True, 8)
+    torch.library.opcheck(
+        torch.ops.minimamba.selective_scan_fwd.default,
+        args,
+        test_utils=("test_schema", "test_faketensor"),
+    )
+
+
+def test_bad_input_is_rejected_with_the_argument_named():
+    x = make_inputs(1, 2, 5, 2)
+    with pytest.raises(TypeError, match="float64"):
+        selective_scan_fn(x["u"].double(), x["delta"].double(), x["A"], x["B"], x["C"])
+    with pytest.raises(ValueError, match="delta"):
+        selective_scan_fn(x["u"], x["delta"][:, :, :4], x["A"], x["B"], x["C"])
+    with pytest.raises(ValueError, match="B must have shape"):
+        selective_scan_fn(x["u"], x["delta"], x["A"], x["B"][:, :1], x["C"])
+    with pytest.raises(TypeError, match="u must be a torch.Tensor"):
+        selective_scan_fn(x["u"].numpy(), x["delta"], x["A"], x["B"], x["C"])
