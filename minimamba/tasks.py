@@ -193,10 +193,13 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
         logits: (batch, T, V) with V >= the task's vocabulary (a padded vocabulary is fine).
         targets: (batch, T) int64. mask: (batch, T) bool, True where the loss counts.
     Returns:
-        a scalar tensor (differentiable), computed in fp32.
+        a scalar tensor (differentiable), computed in fp32 for 16-bit logits, else in the logits' dtype.
     """
     _check_scored(logits, targets, mask)
-    return F.cross_entropy(logits[mask].float(), targets[mask])  # (n_answers, V) against (n_answers,)
+    scored = logits[mask]  # (n_answers, V)
+    if scored.dtype in (torch.float16, torch.bfloat16):
+        scored = scored.float()
+    return F.cross_entropy(scored, targets[mask])
 
 
 @torch.no_grad()

@@ -189,7 +189,8 @@ def test_masked_loss_and_accuracy_match_loops(task):
     rows, cols = torch.nonzero(b.mask, as_tuple=True)
     logits[rows[::2], cols[::2], b.targets[rows[::2], cols[::2]]] += 10.0
     loss = masked_loss(logits, b.targets, b.mask)
-    assert loss.dtype == torch.float32
+    assert loss.dtype == torch.float64
+    assert masked_loss(logits.bfloat16(), b.targets, b.mask).dtype == torch.float32
     assert loss.item() == pytest.approx(loop_loss(logits, b.targets, b.mask), rel=1e-6)
     acc = masked_accuracy(logits, b.targets, b.mask)
     assert isinstance(acc, Accuracy)

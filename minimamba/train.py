@@ -1,0 +1,296 @@
+"""A small training loop for the synthetic tasks (Mamba §4.1, App. E.1), and JSON results.
+
+The paper's recipe for the synthetic tasks is simple: fresh data every step, Adam without weight decay, a
+constant learning rate. :func:`train` does that for any language model ``model(inputs) -> logits`` of shape
+``(batch, T, vocab)``, scores it only on the answer positions (:mod:`minimamba.tasks`), clips gradients, and
+evaluates on a *fixed* validation set per test length (as App. E.1 does for induction heads), so that
+accuracies at different steps are comparable. It returns a plain ``dict`` history that
+:func:`save_results` writes as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from minimamba.tasks import TaskBatch, masked_accuracy, masked_loss
+
+__all__ = ["evaluate", "load_results", "run_meta", "save_results", "train"]
+
+#: task_fn(batch, generator=g) -> TaskBatch, e.g. functools.partial(selective_copying, L=64, k=4)
+TaskFn = Callable[..., TaskBatch]
+#: eval_fn(batch, L, generator=g) -> TaskBatch, e.g. functools.partial(induction_heads, vocab=16)
+EvalFn = Callable[..., TaskBatch]
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value, minimum: float, strict: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    bad = not math.isfinite(value) or (value <= minimum if strict else value < minimum)
+    if bad:
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value}")
+
+
+def _logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    out = model(inputs)
+    return out.logits if hasattr(out, "logits") else out  # a plain tensor, or a transformers-style output
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Sequence[TaskBatch], device: torch.device | str) -> dict[str, float]:
+    """Loss and accuracy of ``model`` over ``batches`` (weighted by answer tokens / sequences).
+
+    Returns:
+        {"loss": mean cross-entropy per answer token, "token": token accuracy, "sequence": sequence accuracy}
+    """
+    was_training = model.training
+    model.eval()
+    loss = right = n_tok = seq_right = n_seq = 0.0
+    for b in batches:
+        inputs, targets, mask = b.to(device)
+        logits = _logits(model, inputs)
+        k, s = mask.sum().item(), mask.any(dim=1).sum().item()
+        loss += masked_loss(logits, targets, mask).item() * k
+        acc = masked_accuracy(logits, targets, mask)
+        right += acc.token * k
+        seq_right += acc.sequence * s
+        n_tok, n_seq = n_tok + k, n_seq + s
+    model.train(was_training)
+    return {"loss": loss / n_tok, "token": right / n_tok, "sequence": seq_right / n_seq}
+
+
+def _validation_sets(
+    task_fn, eval_fn, eval_lengths, eval_size, eval_batch, seed
+) -> dict[str, list[TaskBatch]]:
+    """One fixed validation set per key ("train" for the training distribution, else str(L))."""
+    g = torch.Generator().manual_seed(seed + 1_000_003)  # a stream apart from the training data's
+    sizes = [min(eval_batch, eval_size - i) for i in range(0, eval_size, eval_batch)]
+    if not eval_lengths:
+        return {"train": [task_fn(n, generator=g) for n in sizes]}
+    return {str(L): [eval_fn(n, L, generator=g) for n in sizes] for L in eval_lengths}
+
+
+def train(
+    model: nn.Module,
+    task_fn: TaskFn,
+    steps: int,
+    lr: float = 1e-3,
+    batch: int = 32,
+    *,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = 1.0,
+    log_every: int | None = None,
+    eval_every: int | None = None,
+    eval_fn: EvalFn | None = None,
+    eval_lengths: Sequence[int] = (),
+    eval_size: int = 256,
+    eval_batch: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    budget_seconds: float | None = None,
+    desc: str = "train",
+) -> dict:
+    """Train ``model`` on fresh batches of ``task_fn`` with AdamW at a constant learning rate.
+
+    Args:
+        model: any ``nn.Module`` with ``model(inputs (batch, T)) -> logits (batch, T, V)``.
+        task_fn: ``task_fn(batch, generator=g) -> TaskBatch``, called once per step with the seeded generator.
+        steps: optimizer steps. lr: constant learning rate. batch: sequences per step.
+        weight_decay: AdamW's decoupled weight decay (0 = the paper's Adam). grad_clip: max gradient norm
+            (None: no clipping).
+        log_every: record the training loss (mean since the last record) and the batch's accuracy every this
+            many steps (default: about 100 records).
+        eval_every: evaluate on the validation sets every this many steps (default: only at the end).
+        eval_fn, eval_lengths: ``eval_fn(batch, L, generator=g) -> TaskBatch``, one validation set per ``L``
+            in ``eval_lengths`` (length extrapolation). Without them, one validation set from ``task_fn``,
+            reported under the key "train".
+        eval_size: sequences per validation set. eval_batch: sequences per forward pass there (default batch).
+        seed: seeds the data stream (and the validation sets, from a separate stream).
+        device: where to train (default: where the model's parameters are).
+        progress: show a tqdm progress bar. budget_seconds: stop early (then evaluate) when the wall time
+            passes this. desc: the progress bar's label.
+    Returns:
+        history: {"step", "loss", "accuracy", "time": lists per record; "eval_step", "eval_time" and
+        "eval_loss" / "eval_accuracy" / "eval_seq_accuracy": {key: list per evaluation}; "steps_done",
+        "wall_time", "stopped_early", "n_params" and the training settings}.
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415  (imported here: tqdm.auto looks for ipywidgets)
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(task_fn):
+        raise TypeError(
+            f"task_fn must be callable (batch, generator=g) -> TaskBatch, got {type(task_fn).__name__}"
+        )
+    _check_int("steps", steps, 1)
+    _check_float("lr", lr, 0.0, strict=True)
+    _check_int("batch", batch, 1)
+    _check_float("weight_decay", weight_decay, 0.0, strict=False)
+    if grad_clip is not None:
+        _check_float("grad_clip", grad_clip, 0.0, strict=True)
+    log_every = max(1, steps // 100) if log_every is None else log_every
+    _check_int("log_every", log_every, 1)
+    if eval_every is not None:
+        _check_int("eval_every", eval_every, 1)
+    eval_lengths = list(eval_lengths)
+    for L in eval_lengths:
+        _check_int("eval_lengths[i]", L, 1)
+    if eval_lengths and not callable(eval_fn):
+        raise TypeError(
+            "eval_fn must be callable (batch, L, generator=g) -> TaskBatch when eval_lengths is given"
+        )
+    _check_int("eval_size", eval_size, 1)
+    eval_batch = batch if eval_batch is None else eval_batch
+    _check_int("eval_batch", eval_batch, 1)
+    _check_int("seed", seed, 0)
+    if budget_seconds is not None:
+        _check_float("budget_seconds", budget_seconds, 0.0, strict=False)
+
+    first = next(model.parameters(), None)
+    if first is None:
+        raise ValueError("model has no parameters to train")
+    device = torch.device(device) if device is not None else first.device
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(seed)
+    val = _validation_sets(task_fn, eval_fn, eval_lengths, eval_size, eval_batch, seed)
+
+    hist: dict = {"step": [], "loss": [], "accuracy": [], "time": [], "eval_step": [], "eval_time": []}
+    for name in ("eval_loss", "eval_accuracy", "eval_seq_accuracy"):
+        hist[name] = {key: [] for key in val}
+
+    def run_eval(step: int) -> None:
+        hist["eval_step"].append(step)
+        hist["eval_time"].append(time.perf_counter() - t0)
+        for key, batches in val.items():
+            r = evaluate(model, batches, device)
+            hist["eval_loss"][key].append(r["loss"])
+            hist["eval_accuracy"][key].append(r["token"])
+            hist["eval_seq_accuracy"][key].append(r["sequence"])
+
+    t0 = time.perf_counter()
+    window = torch.zeros((), device=device, dtype=torch.float64)
+    n_window, step, stopped = 0, 0, False
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=True)
+    for step in bar:
+        inputs, targets, mask = task_fn(batch, generator=g).to(device)
+        logits = _logits(model, inputs)
+        loss = masked_loss(logits, targets, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        window += loss.detach()
+        n_window += 1
+        out_of_time = budget_seconds is not None and time.perf_counter() - t0 > budget_seconds
+        if step % log_every == 0 or step == steps or out_of_time:
+            acc = masked_accuracy(logits.detach(), targets, mask)
+            hist["step"].append(step)
+            hist["loss"].append(window.item() / n_window)
+            hist["accuracy"].append(acc.token)
+            hist["time"].append(time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", acc=f"{acc.token:.2f}", refresh=False)
+            window.zero_()
+            n_window = 0
+        if eval_every is not None and step % eval_every == 0 and step != steps:
+            run_eval(step)
+        if out_of_time:
+            stopped = step < steps
+            break
+    bar.close()
+    run_eval(step)
+    hist.update(
+        steps_done=step,
+        wall_time=time.perf_counter() - t0,
+        stopped_early=stopped,
+        n_params=sum(p.numel() for p in model.parameters()),
+        settings={
+            "steps": steps,
+            "lr": lr,
+            "batch": batch,
+            "weight_decay": weight_decay,
+            "grad_clip": grad_clip,
+            "seed": seed,
+            "eval_size": eval_size,
+            "eval_lengths": eval_lengths,
+            "device": str(device),
+        },
+    )
+    return hist
+
+
+def run_meta(device: torch.device | str | None = None, **extra) -> dict:
+    """Where and with what a result was made: date, versions, device name, plus ``extra`` fields."""
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    try:
+        import triton  # noqa: PLC0415
+
+        meta["triton"] = triton.__version__
+    except ImportError:
+        meta["triton"] = None
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    meta["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.machine()})"
+    meta.update(extra)
+    return meta
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, torch.device | torch.dtype):
+        return str(obj)
+    return obj
+
+
+def save_results(path: str | Path, history: dict, config, meta: dict | None = None) -> Path:
+    """Write ``{"config", "history", "meta"}`` as JSON (``config`` may be a dataclass such as MambaConfig).
+
+    Returns:
+        the path written (parent folders are created).
+    """
+    if not isinstance(history, dict):
+        raise TypeError(f"history must be the dict returned by train(), got {type(history).__name__}")
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict or None, got {type(meta).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"config": _jsonable(config), "history": _jsonable(history), "meta": _jsonable(meta or {})}
+    path.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    """Read a file written by :func:`save_results`: a dict with "config", "history" and "meta"."""
+    doc = json.loads(Path(path).read_text())
+    missing = {"config", "history", "meta"} - set(doc)
+    if missing:
+        raise ValueError(f"{path} is not a results file: missing keys {sorted(missing)}")
+    return doc

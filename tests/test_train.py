@@ -1,0 +1,181 @@
+"""The training loop, against a hand-written loop, with a tiny GRU language model defined here."""
+
+import copy
+import functools
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from minimamba.tasks import induction_heads, masked_loss, selective_copying
+from minimamba.train import evaluate, load_results, run_meta, save_results, train
+
+
+class TinyLM(nn.Module):
+    """Embedding -> GRU -> linear: any causal LM will do for the loop."""
+
+    def __init__(self, vocab: int = 16, d: int = 16):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.rnn = nn.GRU(d, d, batch_first=True)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, inputs):
+        return self.head(self.rnn(self.emb(inputs))[0])
+
+
+def tiny(seed: int = 0, vocab: int = 16) -> TinyLM:
+    torch.manual_seed(seed)
+    return TinyLM(vocab).double()
+
+
+COPY = functools.partial(selective_copying, L=8, k=2, vocab=6)
+
+
+def test_train_matches_a_hand_written_loop():
+    """Same data stream (a generator seeded with `seed`), AdamW, clipping: the same parameters, to rounding."""
+    steps, lr, batch, wd, clip, seed = 7, 3e-3, 4, 0.01, 0.5, 5
+    model = tiny(1, vocab=6)
+    ref = copy.deepcopy(model)
+    train(
+        model, COPY, steps, lr, batch, weight_decay=wd, grad_clip=clip, seed=seed, progress=False, eval_size=4
+    )
+
+    opt = torch.optim.AdamW(ref.parameters(), lr=lr, weight_decay=wd)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        inputs, targets, mask = COPY(batch, generator=g)
+        logits = ref(inputs)
+        loss = nn.functional.cross_entropy(logits[mask], targets[mask])
+        opt.zero_grad()
+        loss.backward()
+        norm = math.sqrt(sum(float((p.grad**2).sum()) for p in ref.parameters()))
+        for p in ref.parameters():
+            p.grad.mul_(min(1.0, clip / (norm + 1e-6)))
+        opt.step()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_history_and_determinism():
+    kw = dict(
+        steps=12, lr=1e-2, batch=4, log_every=5, eval_every=4, eval_size=6, eval_batch=4, progress=False
+    )
+    h1 = train(tiny(2, vocab=6), COPY, seed=3, **kw)
+    h2 = train(tiny(2, vocab=6), COPY, seed=3, **kw)
+    assert h1["step"] == [5, 10, 12]
+    assert h1["eval_step"] == [4, 8, 12]
+    assert set(h1["eval_accuracy"]) == {"train"} and len(h1["eval_accuracy"]["train"]) == 3
+    assert h1["steps_done"] == 12 and h1["stopped_early"] is False
+    assert h1["n_params"] == sum(p.numel() for p in tiny(2, vocab=6).parameters())
+    for key in ("loss", "accuracy", "eval_loss", "eval_accuracy", "eval_seq_accuracy"):
+        assert h1[key] == h2[key]
+    h3 = train(tiny(2, vocab=6), COPY, seed=4, **kw)
+    assert h3["loss"] != h1["loss"]
+
+
+def test_logged_loss_is_the_window_mean():
+    """The loss recorded at a log step is the mean of the step losses since the previous record."""
+    model, ref = tiny(3, vocab=6), tiny(3, vocab=6)
+    h = train(model, COPY, 4, 1e-2, 3, grad_clip=None, log_every=2, eval_size=3, progress=False, seed=1)
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.0)
+    g, losses = torch.Generator().manual_seed(1), []
+    for _ in range(4):
+        b = COPY(3, generator=g)
+        loss = masked_loss(ref(b.inputs), b.targets, b.mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert h["loss"] == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2], rel=1e-9)
+
+
+def test_eval_lengths_use_fixed_validation_sets():
+    model = tiny(4)
+    h = train(
+        model,
+        functools.partial(induction_heads, L=8),
+        3,
+        eval_fn=induction_heads,
+        eval_lengths=[4, 16, 33],
+        eval_size=5,
+        eval_batch=2,
+        progress=False,
+    )
+    assert set(h["eval_accuracy"]) == {"4", "16", "33"}
+    # the reported accuracy is that of evaluate() on the same fixed sets (re-created from the seed)
+    g = torch.Generator().manual_seed(0 + 1_000_003)
+    sets = {L: [induction_heads(n, L, generator=g) for n in (2, 2, 1)] for L in (4, 16, 33)}
+    for L, batches in sets.items():
+        r = evaluate(model, batches, "cpu")
+        assert h["eval_accuracy"][str(L)] == [pytest.approx(r["token"])]
+        assert h["eval_loss"][str(L)] == [pytest.approx(r["loss"])]
+        right = sum(int((model(b.inputs)[:, -1].argmax(-1) == b.targets[:, -1]).sum()) for b in batches)
+        assert r["token"] == pytest.approx(right / 5) and r["sequence"] == pytest.approx(right / 5)
+
+
+def test_training_learns_an_easy_task():
+    """Copy 1 token out of 4: the GRU goes from chance (1/4 with 4 data symbols) to all right."""
+    task = functools.partial(selective_copying, L=4, k=1, vocab=6)
+    torch.manual_seed(5)
+    h = train(TinyLM(6), task, 100, 3e-2, 32, eval_size=256, progress=False)
+    assert h["eval_accuracy"]["train"][-1] > 0.9
+    assert h["loss"][-1] < 0.1 * h["loss"][0]
+
+
+def test_budget_stops_early():
+    h = train(tiny(6, vocab=6), COPY, 50, budget_seconds=0.0, eval_size=2, progress=False)
+    assert h["steps_done"] == 1 and h["stopped_early"] is True
+    assert h["step"] == [1] and h["eval_step"] == [1]
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        d_model: int = 4
+        selective: bool = True
+
+    h = train(tiny(7, vocab=6), COPY, 2, eval_size=2, progress=False)
+    meta = run_meta("cpu", task="copy", scan_backend="ref")
+    path = save_results(tmp_path / "sub" / "r.json", h, Cfg(), meta)
+    doc = load_results(path)
+    assert doc["config"] == {"d_model": 4, "selective": True}
+    assert doc["history"]["loss"] == h["loss"] and doc["history"]["eval_accuracy"] == h["eval_accuracy"]
+    assert doc["meta"]["task"] == "copy" and doc["meta"]["torch"] == torch.__version__
+    assert doc["meta"]["device"].startswith("cpu")
+    (tmp_path / "bad.json").write_text(json.dumps({"history": {}}))
+    with pytest.raises(ValueError, match=r"missing keys \['config', 'meta'\]"):
+        load_results(tmp_path / "bad.json")
+    with pytest.raises(TypeError, match="history must be the dict returned by train"):
+        save_results(tmp_path / "x.json", [1], {})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "msg"),
+    [
+        ({"model": "m"}, TypeError, "model must be a torch.nn.Module, got str"),
+        ({"task_fn": 3}, TypeError, "task_fn must be callable"),
+        ({"steps": 0}, ValueError, "steps must be >= 1, got 0"),
+        ({"lr": 0.0}, ValueError, "lr must be a finite number > 0.0, got 0.0"),
+        ({"lr": "1e-3"}, TypeError, "lr must be a number, got str"),
+        ({"batch": 1.5}, TypeError, "batch must be an int, got float"),
+        ({"weight_decay": -1}, ValueError, "weight_decay must be a finite number >= 0.0, got -1"),
+        ({"grad_clip": float("nan")}, ValueError, "grad_clip must be a finite number > 0.0, got nan"),
+        ({"eval_every": 0}, ValueError, "eval_every must be >= 1, got 0"),
+        ({"eval_lengths": [8]}, TypeError, "eval_fn must be callable"),
+        (
+            {"eval_lengths": [0], "eval_fn": induction_heads},
+            ValueError,
+            r"eval_lengths\[i\] must be >= 1, got 0",
+        ),
+        ({"model": nn.ReLU()}, ValueError, "model has no parameters to train"),
+    ],
+)
+def test_train_rejects_bad_arguments(kwargs, err, msg):
+    args = {"model": tiny(0, vocab=6), "task_fn": COPY, "steps": 2, "progress": False} | kwargs
+    with pytest.raises(err, match=msg):
+        train(**args)
