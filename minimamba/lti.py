@@ -211,12 +211,20 @@ def lti_recurrent(
 
 
 def _conv_direct(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """sum_{j<=k} K_j u_{k-j} for K (L,) and u (..., L): one shifted multiply-add per lag j, O(L^2) in all."""
+    """sum_{j<=k} K_j u_{k-j} for K (L,) and u (..., L): the Toeplitz matrix times u, O(L^2) multiply-adds.
+
+    The (L, L) matrix is built a block of rows at a time (at most 2^22 entries), so memory stays O(L).
+    """
     L = u.shape[-1]
-    y = torch.zeros_like(u)
-    for j in range(L):
-        y[..., j:] += K[j] * u[..., : L - j]  # lag j: u_{k-j} contributes to y_k for every k >= j
-    return y
+    rows = max(1, (1 << 22) // L)
+    idx = torch.arange(L, device=u.device)
+    out = []
+    for s in range(0, L, rows):
+        e = min(L, s + rows)
+        lag = idx[s:e, None] - idx[None, :e]  # (rows, e): k - j
+        T = torch.where(lag >= 0, K[lag.clamp_min(0)], torch.zeros((), dtype=K.dtype, device=K.device))
+        out.append(u[..., :e] @ T.T)  # (..., e) @ (e, rows) -> (..., rows)
+    return torch.cat(out, dim=-1)
 
 
 def lti_convolution(
