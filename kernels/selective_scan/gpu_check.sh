@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One call on the H200 (or any CUDA machine): GPU tests, then the benchmark (with a launch-size sweep).
+#   bash kernels/selective_scan/gpu_check.sh OUT_DIR [--sweep]
+# Run from the repository root. Uses the machine's own torch and triton (never installs torch); mambapy
+# comes from wheels in .whl/ when present (pip download --no-deps mambapy==1.2.0 -d .whl).
+set -uo pipefail
+OUT_DIR=${1:?usage: gpu_check.sh OUT_DIR [--sweep]}
+shift
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT_DIR"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+# minimamba.kernels lives in kernels/ (installed under that name); a link makes it importable in place
+[ -e minimamba/kernels ] || ln -s ../kernels minimamba/kernels
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT_DIR/nvidia-smi.txt"
+timeout 240 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py -q -s -p no:cacheprovider 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
+timeout 330 python3 -m minimamba.kernels.selective_scan.bench --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
+rm -f minimamba/kernels  # the link only
