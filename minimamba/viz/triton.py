@@ -63,7 +63,7 @@ def source_paragraph(obj, contains: str) -> str:
     paragraphs = [p for p in src.split("\n\n") if contains in p]
     if not paragraphs:
         raise ValueError(f"no paragraph of {getattr(obj, '__name__', obj)!r} contains {contains!r}")
-    return textwrap.dedent(paragraphs[0].strip("\n"))
+    return textwrap.dedent(paragraphs[0].lstrip("\n")).rstrip()
 
 
 # ------------------------------------------------------------------------------------------------------
