@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from minimamba.ssm import check_ssm
+from minimamba.ssm import check_ssm, expm
 
 __all__ = ["METHODS", "bilinear", "discretize", "euler", "mamba_discretize", "zoh"]
 
@@ -100,7 +100,7 @@ def zoh(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.Tensor, torch.Te
         safe = torch.where(A == 0, torch.ones_like(A), A)
         phi = torch.where(A == 0, delta.to(A.dtype).expand_as(A), torch.expm1(dA) / safe)  # (N,)
         return torch.exp(dA), phi * B
-    A_bar = torch.linalg.matrix_exp(delta * A)  # (N, N)
+    A_bar = expm(delta * A)  # (N, N)
     try:
         B_bar = torch.linalg.solve(A, (A_bar - _eye_like(A)) @ B)  # (ΔA)^{-1} ... ΔB: the Δs cancel
     except RuntimeError as e:  # torch.linalg.LinAlgError
@@ -115,7 +115,7 @@ def mamba_discretize(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.Ten
     empirical performance. B_bar is O(Δ²) away from ZOH's: relative difference ≈ Δ|a|/2 for small Δ.
     """
     A, B, delta = _prepare(A, B, delta)
-    A_bar = torch.exp(delta * A) if A.dim() == 1 else torch.linalg.matrix_exp(delta * A)
+    A_bar = torch.exp(delta * A) if A.dim() == 1 else expm(delta * A)
     return A_bar, delta * B
 
 

@@ -28,6 +28,7 @@ import torch
 
 __all__ = [
     "check_ssm",
+    "expm",
     "hippo_legs",
     "impulse_response",
     "legendre_reconstruct",
@@ -109,6 +110,20 @@ def _real_of(dtype: torch.dtype) -> torch.dtype:
     return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
 
 
+def expm(X: torch.Tensor) -> torch.Tensor:
+    """The matrix exponential of X (..., N, N), accurate to rounding in float64.
+
+    ``torch.linalg.matrix_exp`` picks a Taylor degree from the norm; for a single matrix with 1-norm between
+    about 0.01 and 0.05 its degree-8 path loses digits (errors up to ~1e-11 in float64, ~1e-5 in float32;
+    pytorch/pytorch#196592, a wrong coefficient). A batch of two or more always takes the degree-18 path,
+    so a lone matrix is sent as a batch of two.
+    """
+    if X.shape[:-2].numel() == 1:
+        lone = X.reshape(1, *X.shape[-2:]).expand(2, *X.shape[-2:])  # (2, N, N): two copies of X
+        return torch.linalg.matrix_exp(lone)[0].reshape(X.shape)
+    return torch.linalg.matrix_exp(X)
+
+
 # ----------------------------------------------------------------------------------------------- matrices
 
 
@@ -160,7 +175,7 @@ def impulse_response(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, t: torch
     A, B, C, t = (x.to(dtype) for x in (A, B, C, t))
     if A.dim() == 1:
         return torch.exp(t[:, None] * A[None, :]) @ (C * B)  # (L, N) @ (N,) -> (L,)
-    eAt = torch.linalg.matrix_exp(t[:, None, None] * A)  # (L, N, N)
+    eAt = expm(t[:, None, None] * A)  # (L, N, N)
     return eAt @ B @ C  # (L, N) @ (N,) -> (L,)
 
 
@@ -180,7 +195,7 @@ def step_response(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, t: torch.Te
         phi = torch.where(A == 0, t[:, None].expand_as(ta).to(dtype), torch.expm1(ta) / safe)  # (L, N)
         return phi @ (C * B)
     eye = torch.eye(A.shape[0], dtype=dtype, device=A.device)
-    M = torch.linalg.matrix_exp(t[:, None, None] * A) - eye  # (L, N, N)
+    M = expm(t[:, None, None] * A) - eye  # (L, N, N)
     try:
         CAinv = torch.linalg.solve(A.T, C)  # (N,): the row C A^{-1}
     except RuntimeError as e:  # torch.linalg.LinAlgError

@@ -75,6 +75,15 @@ def test_s4d_matrices():
 # ----------------------------------------------------------------------------------------------- responses
 
 
+@pytest.mark.parametrize("theta", [1e-4, 0.01, 0.02, 0.04, 0.3, 2.0])
+@pytest.mark.parametrize("shape", [(), (1,), (3,)])
+def test_expm_of_a_rotation(theta, shape):
+    """exp([[0, -θ], [θ, 0]]) is the rotation by θ (torch's lone-matrix path is off near θ = 0.04)."""
+    X = torch.tensor([[0.0, -theta], [theta, 0.0]], dtype=f64).expand(*shape, 2, 2)
+    R = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype=f64)
+    check_close(f"expm θ={theta}", R.expand(*shape, 2, 2), ssm.expm(X), 0, 1e-15)
+
+
 @pytest.mark.parametrize("kind", ["full", "diag_real", "diag_complex", "oscillator"])
 def test_impulse_response_vs_rk4(kind):
     if kind == "full":
