@@ -220,6 +220,8 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
             row = {"kernel": kern, "block_d": bd, "block_l": bl, "num_warps": nw}
             try:
                 row["ms"] = timer(bd, bl, nw)
+                last = (kfwd if kern == "fwd" else kbwd).LAST[0]
+                row["regs"], row["spills"] = getattr(last, "n_regs", None), getattr(last, "n_spills", None)
             except Exception as e:  # a configuration that does not compile (too many registers...)
                 row["error"] = repr(e)[:200]
             rows.append(row)
@@ -280,10 +282,13 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
                 for r in rows:
                     r.update(shape=list(shape), dtype=dname)
                 res["sweep"] += rows
+                errors = [r["error"] for r in rows if "error" in r]
+                if errors:
+                    print(f"sweep: {len(errors)} configurations failed, first: {errors[0]}", flush=True)
                 for kern in ("fwd", "bwd"):
                     ok = sorted((r for r in rows if r["kernel"] == kern and "ms" in r), key=lambda r: r["ms"])
                     print(f"sweep {kern} {shape} {dname}: " + ", ".join(
-                        f"{r['block_d']}/{r['block_l']}/{r['num_warps']}={r['ms']:.3f}" for r in ok[:5]), flush=True)  # fmt: skip
+                        f"{r['block_d']}/{r['block_l']}/{r['num_warps']}={r['ms']:.3f} ({r.get('regs')}r/{r.get('spills')}s)" for r in ok[:6]), flush=True)  # fmt: skip
         (out_dir / "results.json").write_text(json.dumps(res, indent=1))
 
     for si, shape in enumerate(SHAPES):

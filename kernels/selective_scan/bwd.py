@@ -37,6 +37,8 @@ __all__ = ["selective_scan_bwd"]
 
 #: Launch sizes that replace the defaults on a GPU (bench.py sets them while it tries configurations).
 OVERRIDES: dict = {}
+#: The last compiled kernel launched (bench.py reads its registers and spills).
+LAST: list = []
 
 
 @triton.jit
@@ -157,12 +159,12 @@ def selective_scan_bwd_kernel(
 
         # the adjoint, scanned backwards: flip time, scan forwards, flip back.
         # Flipped pair at column j (time t = end − j): (a_{t+1}, g_t C_t); λ_t = a_{t+1} λ_{t+1} + g_t C_t
-        b_an = tl.exp2(tl.flip(b_delta1)[:, None, :] * b_A2[:, :, None])
-        b_gc = tl.flip(b_g)[:, None, :] * tl.flip(b_C)[None, :, :]
+        b_an = tl.exp2(tl.flip(b_delta1, 1)[:, None, :] * b_A2[:, :, None])
+        b_gc = tl.flip(b_g, 1)[:, None, :] * tl.flip(b_C, 1)[None, :, :]
         a_rev, c_rev = tl.associative_scan((b_an, b_gc), axis=2, combine_fn=combine)
         b_lam_rev = a_rev * b_lam[:, :, None] + c_rev
         b_lam = tl.sum(tl.where(m_last[None, None, :], b_lam_rev, 0.0), axis=2)  # λ at the block's start
-        b_lamt = tl.flip(b_lam_rev)  # λ_t in time order
+        b_lamt = tl.flip(b_lam_rev, 2)  # λ_t in time order
 
         # ---- gradients of this block ----
         b_du_ = b_delta * b_u  # Δu
@@ -262,7 +264,7 @@ def selective_scan_bwd(
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
     grid = (triton.cdiv(d_inner, block_d), batch)
-    selective_scan_bwd_kernel[grid](
+    LAST[:] = [selective_scan_bwd_kernel[grid](
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
         delta_bias if delta_bias is not None else A, h_chunks,
@@ -275,5 +277,5 @@ def selective_scan_bwd(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
         num_warps=num_warps,
-    )  # fmt: skip
+    )]  # fmt: skip
     return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
