@@ -5,7 +5,7 @@
 
 2. ``first_order_scan(a, b)``: for every row r of the (rows, L) tensors a and b, the linear recurrence
 
-       h_t = a_t · h_{t-1} + b_t,        h_{-1} = 0,
+       h_t = a_t · h_{t-1} + b_t,        h_{-1} = h0 (zeros by default),
 
    which is the selective scan for one channel d and one state n (a_t = exp(Δ_t A), b_t = Δ_t B_t u_t,
    Mamba §3.2, equation (2a)). One program per row; the whole row sits in one block and is scanned by
@@ -18,16 +18,17 @@
    commutative, so the order of its operands matters.
 
 3. ``chunked_first_order_scan(a, b, h0)``: the same recurrence for any L, one chunk of ``BLOCK_L`` steps at
-   a time, with the state carried from one chunk to the next in a register: inside a chunk the scan gives
-   (A_t, H_t) = (a_1 ⋯ a_t, the state started from 0), and the true state is h_t = H_t + A_t · h_carry.
-   This is the loop of the fused selective-scan kernel.
+   a time, with the state carried from one chunk to the next in a register: inside a chunk starting at
+   step s the scan gives (A_t, H_t) = (a_s ⋯ a_t, the state started from 0), and the true state is
+   h_t = H_t + A_t · h_carry. This is the loop of the fused selective-scan kernel.
 
 Both scans also run backwards (``reverse=True``: h_t = a_t · h_{t+1} + b_t), which is what the backward
 pass needs. They do it by reversing the load and store offsets, not with ``tl.associative_scan(...,
 reverse=True)``, which has given wrong results on some GPUs and Triton versions (triton issues 4362, 8412).
 
-Without a GPU, ``import minimamba`` switches Triton to its CPU interpreter (``TRITON_INTERPRET=1``) and the
-kernels run on CPU tensors, slowly (about 150–200 µs per scanned element): keep the sizes tiny there.
+Without a GPU, ``import minimamba`` (which always runs before this module, a part of ``minimamba.kernels``)
+switches Triton to its CPU interpreter (``TRITON_INTERPRET=1``) and the kernels run on CPU tensors, slowly
+(about 150–200 µs per scanned element): keep the sizes tiny there.
 Naming: ``p_`` pointers, ``b_`` blocks (values in registers), ``m_`` masks, ``o_`` offsets, ``i_`` ids.
 """
 
@@ -36,8 +37,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-import minimamba  # noqa: F401, I001  (first: decides TRITON_INTERPRET before triton is imported)
 
 __all__ = ["MAX_BLOCK_L", "chunked_first_order_scan", "first_order_scan", "silu_gate"]
 
