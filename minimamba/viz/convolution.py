@@ -124,10 +124,13 @@ def _show(fig: Figure) -> None:
 
 
 def kernel_widget() -> widgets.interactive:
-    """Sliders for Δ (log scale), N and C over :func:`plot_kernel` (L = 64 steps)."""
+    """Sliders for Δ, N and C over :func:`plot_kernel` (L = 64 steps). Δ is a linear slider: its readout is
+    the value itself (a log slider's handle reports the exponent, which the browser test compares)."""
     return widgets.interactive(
         lambda delta, N, C: _show(plot_kernel(delta, N, 64, C)),
-        delta=widgets.FloatLogSlider(value=0.1, base=10, min=-2.5, max=0.5, step=0.1, description="Δ"),
+        delta=widgets.FloatSlider(
+            value=0.1, min=0.01, max=1.0, step=0.01, readout_format=".2f", description="Δ"
+        ),
         N=widgets.IntSlider(value=16, min=1, max=64, description="N"),
         C=widgets.Dropdown(options=["ones", "random"], value="ones", description="C"),
     )
@@ -264,7 +267,7 @@ def time_modes(
     torch.set_num_threads(1)
     try:
         for L in Ls:
-            u = torch.randn(batch, L, generator=g)
+            u = torch.randn(batch, L, generator=g, dtype=torch.float32)
             for mode, fn in runs.items():
                 if L > limit[mode]:
                     out[mode].append(math.nan)
@@ -379,5 +382,6 @@ def plot_copying(L: int = 32, M: int = 4) -> Figure:
         ax.plot(k, d["y_hat"].numpy(), "o", color="C3", ms=4, label="best fixed kernel K * u")
         name = "selective copying (random positions)" if selective else "copying (fixed positions)"
         ax.set(xlabel="position", ylabel="value", title=f"{name}: test error {d['rel_error']:.0%}")
-        ax.legend(fontsize=8, loc="upper center")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9)
     return fig
