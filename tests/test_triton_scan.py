@@ -33,11 +33,11 @@ def scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus
         delta = delta + delta_bias.double()[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    h = torch.zeros(batch, d_inner, N, dtype=torch.float64) if h0 is None else h0.double()
+    h = torch.zeros(batch, d_inner, N, dtype=torch.float64, device=u.device) if h0 is None else h0.double()
     ys = []
     for t in range(L):
-        Bt = B[:, torch.arange(d_inner) // per_group, :, t]  # (batch, d_inner, N)
-        Ct = C[:, torch.arange(d_inner) // per_group, :, t]
+        Bt = B[:, torch.arange(d_inner, device=u.device) // per_group, :, t]  # (batch, d_inner, N)
+        Ct = C[:, torch.arange(d_inner, device=u.device) // per_group, :, t]
         dt = delta[:, :, t, None]  # (batch, d_inner, 1)
         h = torch.exp(dt * A.double()) * h + dt * Bt * u[:, :, t, None]
         y = (h * Ct).sum(-1)  # (batch, d_inner)

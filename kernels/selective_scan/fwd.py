@@ -82,7 +82,7 @@ def selective_scan_fwd_kernel(
     # ---- compile-time switches ----
     BLOCK_D: tl.constexpr,  # channels per program; they share every B/C load
     BLOCK_N: tl.constexpr,  # N rounded up to a power of two
-    BLOCK_L: tl.constexpr,  # time steps scanned in parallel per iteration (a power of two)
+    BLOCK_L: tl.constexpr,  # time steps per iteration (a power of two)
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -90,6 +90,11 @@ def selective_scan_fwd_kernel(
     HAS_H0: tl.constexpr,
     SAVE_CHUNKS: tl.constexpr,
 ):
+    # Tiles are laid out (time, channel, state) = (BLOCK_L, BLOCK_D, BLOCK_N): time is the slowest axis,
+    # so Triton spreads threads over (channel, state) and each thread keeps the whole block of time
+    # steps of its (channel, state) pairs in registers. The scan along time is then a sequential loop
+    # inside each thread, with no data exchanged between threads.
+
     # ---- 1. which channels and which sequence this program owns ----
     i_d = tl.program_id(0)  # block of channels (fastest: neighbouring programs share B/C in L2)
     i_b = tl.program_id(1).to(tl.int64)  # sequence in the batch (int64: offsets can pass 2³¹)
@@ -117,50 +122,50 @@ def selective_scan_fwd_kernel(
         b_h = tl.load(p_h0 + o_state, mask=m_state, other=0.0)  # the carried state, fp32
     else:
         b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    m_last = tl.arange(0, BLOCK_L) == BLOCK_L - 1
 
     # ---- 3. walk along the sequence, BLOCK_L steps at a time ----
     for i_c in range(n_chunks):
         o_l = i_c * BLOCK_L + tl.arange(0, BLOCK_L)  # (BLOCK_L,) time indices
         m_l = o_l < L
-        m_dl = m_d[:, None] & m_l[None, :]  # (BLOCK_D, BLOCK_L)
-        m_nl = m_n[:, None] & m_l[None, :]  # (BLOCK_N, BLOCK_L)
+        m_ld = m_l[:, None] & m_d[None, :]  # (BLOCK_L, BLOCK_D)
+        m_ln = m_l[:, None] & m_n[None, :]  # (BLOCK_L, BLOCK_N)
         if SAVE_CHUNKS:  # the state entering this block, for the backward pass to restart from
             o_hc = ((i_b * d_inner + o_d[:, None]) * n_chunks + i_c) * N + o_n[None, :]
             tl.store(p_h_chunks + o_hc, b_h, mask=m_state)
 
-        # load: 3 tiles of (BLOCK_D, BLOCK_L) and 2 of (BLOCK_N, BLOCK_L), upcast to fp32
-        o_dl = o_row_d[:, None] + o_l[None, :]
-        o_nl = o_row_n[:, None] + o_l[None, :]
-        b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-        b_delta = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-        b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0).to(tl.float32)
-        b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
+        # load: 3 tiles of (BLOCK_L, BLOCK_D) and 2 of (BLOCK_L, BLOCK_N), upcast to fp32
+        o_ld = o_l[:, None] + o_row_d[None, :]
+        o_ln = o_l[:, None] + o_row_n[None, :]
+        b_u = tl.load(p_u + o_ld, mask=m_ld, other=0.0).to(tl.float32)
+        b_delta = tl.load(p_delta + o_ld, mask=m_ld, other=0.0).to(tl.float32)
+        b_B = tl.load(p_B + o_ln, mask=m_ln, other=0.0).to(tl.float32)
+        b_C = tl.load(p_C + o_ln, mask=m_ln, other=0.0).to(tl.float32)
 
-        # discretize in registers: Δ, then a = exp(ΔA) and b = ΔBu, both (BLOCK_D, BLOCK_N, BLOCK_L)
+        # discretize in registers: Δ, then a = exp(ΔA) and b = ΔBu, both (BLOCK_L, BLOCK_D, BLOCK_N)
         if HAS_DELTA_BIAS:
-            b_delta += b_bias[:, None]
+            b_delta += b_bias[None, :]
         if DELTA_SOFTPLUS:
             b_delta = softplus(b_delta)
-        b_delta = tl.where(m_dl, b_delta, 0.0)  # Δ = 0 past the end: a = 1, b = 0, the state passes
-        b_a = tl.exp2(b_delta[:, None, :] * b_A2[:, :, None])
-        b_b = (b_delta * b_u)[:, None, :] * b_B[None, :, :]
+        b_delta = tl.where(m_ld, b_delta, 0.0)  # Δ = 0 past the end: a = 1, b = 0, the state passes
+        b_a = tl.exp2(b_delta[:, :, None] * b_A2[None, :, :])
+        b_b = (b_delta * b_u)[:, :, None] * b_B[:, None, :]
 
         # scan along time: (a_cum, b_cum)_t = (a, b)_0 ∘ … ∘ (a, b)_t, then add the carried state
-        a_cum, b_cum = tl.associative_scan((b_a, b_b), axis=2, combine_fn=combine)
-        b_hs = a_cum * b_h[:, :, None] + b_cum  # h_t for every t of the block
+        a_cum, b_cum = tl.associative_scan((b_a, b_b), axis=0, combine_fn=combine)
+        b_hs = a_cum * b_h[None, :, :] + b_cum  # h_t for every t of the block
 
         # contract with C over the states, add the skip, gate
-        b_y = tl.sum(b_hs * b_C[None, :, :], axis=1)  # (BLOCK_D, BLOCK_L)
+        b_y = tl.sum(b_hs * b_C[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
         if HAS_D:
-            b_y += b_D[:, None] * b_u
+            b_y += b_D[None, :] * b_u
         if HAS_Z:
-            b_z = tl.load(p_z + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+            b_z = tl.load(p_z + o_ld, mask=m_ld, other=0.0).to(tl.float32)
             b_y *= b_z * tl.sigmoid(b_z)  # silu(z)
-        tl.store(p_y + o_dl, b_y.to(p_y.dtype.element_ty), mask=m_dl)
+        tl.store(p_y + o_ld, b_y.to(p_y.dtype.element_ty), mask=m_ld)
 
-        # carry: the state after the block's last column (past the end the state just passed through)
-        m_last = tl.arange(0, BLOCK_L) == BLOCK_L - 1
-        b_h = tl.sum(tl.where(m_last[None, None, :], b_hs, 0.0), axis=2)
+        # carry: the state after the block's last step (past the end the state just passed through)
+        b_h = tl.sum(tl.where(m_last[:, None, None], b_hs, 0.0), axis=0)
 
     tl.store(p_h_last + o_state, b_h, mask=m_state)
 
@@ -182,9 +187,11 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     """Launch sizes: small blocks under the interpreter (so tiny tests cross block edges), tuned on a GPU."""
     if device.type != "cuda":
         return {"block_d": 2, "block_l": 8, "num_warps": 1}
-    # measured on the H200 (bench.py --sweep): 4 channels, 32 steps, 4 warps was fastest at both batch 8
-    # and batch 1 in fp32 (RESULTS.md lists the configurations tried)
-    return {"block_d": 4, "block_l": 32, "num_warps": 4, **OVERRIDES}
+    # measured on the H200 (RESULTS.md lists the configurations tried): with many sequences·channels,
+    # 8 channels × 32 steps on 4 warps; with few (batch 1), smaller programs over longer blocks
+    if batch * d_inner >= 4 * 1536:
+        return {"block_d": 8, "block_l": 32, "num_warps": 4, **OVERRIDES}
+    return {"block_d": 4, "block_l": 64, "num_warps": 2, **OVERRIDES}
 
 
 def selective_scan_fwd(
