@@ -71,9 +71,13 @@ class _Layer(nn.Module):
                 )  # (batch, n_head, past + L, head_dim): the cache grows
                 v = torch.cat([cache.values[i], v], dim=2)
             cache.keys[i], cache.values[i] = k, v
-        # query t (absolute position past + t) may attend to keys 0..past + t
-        mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (batch, n_head, L, head_dim)
+        if past == 0:  # a fresh sequence: the usual causal mask (lets PyTorch pick a fused kernel)
+            att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (batch, n_head, L, head_dim)
+        elif L == 1:  # one new token: it may attend to every cached key
+            att = F.scaled_dot_product_attention(q, k, v)
+        else:  # query t (absolute position past + t) may attend to keys 0..past + t
+            mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.proj(att.transpose(1, 2).reshape(batch, L, d))
         return x + self.mlp(self.ln2(x))
 

@@ -117,6 +117,10 @@ def test_transformer_kv_cache_equals_forward():
             rest.append(gpt.step(ids[:, t], cache))
             sizes.append(cache.nbytes())
     torch.testing.assert_close(torch.cat([pre, torch.stack(rest, 1)], 1), full, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # a second chunk of several tokens after a cached prefix (the masked branch)
+        cache2 = gpt.init_cache(2)
+        chunks = torch.cat([gpt(ids[:, :4], cache=cache2), gpt(ids[:, 4:], cache=cache2)], 1)
+    torch.testing.assert_close(chunks, full, rtol=1e-10, atol=1e-12)
     per_token = 2 * 2 * 2 * 16 * 8  # k and v, layers, batch, d_model, 8 bytes
     assert [b - a for a, b in zip(sizes, sizes[1:])] == [per_token] * 5
     out = generate(gpt, ids[:, :4], 5, temperature=0)
