@@ -143,7 +143,8 @@ def _measure(contexts, d_model, n_layer, n_steps, seed) -> dict:
                 start = time.perf_counter()
                 tok = model.step(tok, cache).argmax(-1)
                 times.append(time.perf_counter() - start)
-            out[f"{name}_ms"].append(1e3 * float(np.min(times)))  # the fastest step: least disturbed by a busy machine
+            # the fastest step: the least disturbed by a busy machine
+            out[f"{name}_ms"].append(1e3 * float(np.min(times)))
     return {"context": np.array(contexts), **{k: np.array(v) for k, v in out.items()}}
 
 
