@@ -62,8 +62,10 @@ def test_bad_input():
         continuous.response_update(-1.0, 1.0, "ramp")
     with pytest.raises(ValueError, match="re must be finite"):
         continuous.response_update(math.nan, 1.0, "step")
-    with pytest.raises(ValueError, match="k must be"):
-        continuous.mass_spring(k=-1.0)
+    with pytest.raises(ValueError, match="k must be finite"):
+        continuous.mass_spring(k=math.inf)
+    with pytest.raises(ValueError, match="m must be positive"):
+        continuous.mass_spring(m=0.0)
 
 
 def test_oscillator_responses():

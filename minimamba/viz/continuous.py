@@ -43,10 +43,15 @@ INPUTS = ("impulse", "step", "sine", "square")
 def mass_spring(
     k: float = 4.0, c: float = 0.5, m: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """m x'' = -k x - c x' + u as h' = A h + B u, y = C h with h = (position, velocity), y = position."""
+    """m x'' = -k x - c x' + u as h' = A h + B u, y = C h with h = (position, velocity), y = position.
+
+    A negative friction c pumps energy in (an unstable system); m must be positive.
+    """
     for name, v in (("k", k), ("c", c), ("m", m)):
-        if not math.isfinite(v) or v < 0 or (name == "m" and v == 0):
-            raise ValueError(f"{name} must be a finite non-negative number (m > 0), got {v}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+    if m <= 0:
+        raise ValueError(f"m must be positive, got {m}")
     A = torch.tensor([[0.0, 1.0], [-k / m, -c / m]], dtype=_F64)
     return A, torch.tensor([0.0, 1.0 / m], dtype=_F64), torch.tensor([1.0, 0.0], dtype=_F64)
 
@@ -232,9 +237,9 @@ def hippo_error_vs_N(Ns: Sequence[int] = (2, 4, 6, 8, 12, 16, 20, 24, 32), L: in
 
 
 @figure("01_hippo_error_vs_N")
-def plot_hippo_error() -> Figure:
-    """Reconstruction error against the state size N (log scale)."""
-    d = hippo_error_vs_N()
+def plot_hippo_error(d: dict | None = None) -> Figure:
+    """Reconstruction error against the state size N (log scale); ``d`` from ``hippo_error_vs_N``."""
+    d = hippo_error_vs_N() if d is None else d
     fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
     ax.semilogy(d["N"], d["rms_error"], "o-")
     ax.set(
