@@ -79,7 +79,9 @@ def resolve(name_or_dir: str | os.PathLike) -> Path:
             "or pass a local directory holding config.json and the weights"
         ) from e
     return Path(
-        snapshot_download(name, allow_patterns=["config.json", *_WEIGHT_FILES, "model-*.safetensors"])
+        snapshot_download(
+            name, allow_patterns=["config.json", *_WEIGHT_FILES, "model-*.safetensors", "pytorch_model-*.bin"]
+        )
     )
 
 

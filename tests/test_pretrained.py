@@ -161,3 +161,21 @@ def test_not_found_and_no_hub(tmp_path, monkeypatch):
         load_pretrained("state-spaces/mamba-130m")
     with pytest.raises(TypeError, match="dtype"):
         load_pretrained(tmp_path / "empty", dtype="float16")
+
+
+def test_sharded_safetensors(hf_model, ids, tmp_path):
+    """A checkpoint split in shards listed by model.safetensors.index.json loads like a single file."""
+    from safetensors.torch import save_file
+
+    d = tmp_path / "sharded"
+    d.mkdir()
+    hf_model.config.to_json_file(d / "config.json")
+    sd = {k: v.contiguous() for k, v in hf_model.state_dict().items() if k != "lm_head.weight"}
+    keys = sorted(sd)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, ks in shards.items():
+        save_file({k: sd[k] for k in ks}, str(d / name))
+    index = {"weight_map": {k: name for name, ks in shards.items() for k in ks}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with torch.no_grad():
+        assert rel_error(hf_model(ids).logits, load_pretrained(d)(ids)) <= 1e-5
