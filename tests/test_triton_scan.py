@@ -144,12 +144,12 @@ def test_d_without_z_bias_without_softplus():
 
 
 def test_other_block_sizes():
-    """The launch functions directly, with blocks of 4 steps and 4 channels (two channel blocks)."""
+    """The launch functions directly: blocks of 4 steps and 4 channels (two channel blocks), states across threads."""
     x = make_inputs(1, 5, 13, 2, groups=1)
     dy = torch.randn(1, 5, 13)
     kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
     y, h_last, h_chunks = kfwd.selective_scan_fwd(
-        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, block_l=4, block_d=4
+        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, block_l=4, block_d=4, n_lo=1
     )
     y_ref, h_ref = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw)
     assert h_chunks.shape == (1, 5, 4, 2)

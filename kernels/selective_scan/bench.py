@@ -199,13 +199,15 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
     B4, C4 = B.unsqueeze(1), C.unsqueeze(1)
     dy = torch.randn_like(u)
 
-    def time_fwd(bd, bl, nw):
+    def time_fwd(bd, bl, nw, n_lo):
         return triton.testing.do_bench(
-            lambda: kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, False, bl, bd, nw),
+            lambda: kfwd.selective_scan_fwd(
+                u, delta, A, B4, C4, D, z, db, None, True, False, bl, bd, nw, n_lo
+            ),
             return_mode="median",
         )
 
-    def time_bwd(bd, bl, nw):
+    def time_bwd(bd, bl, nw, _):
         _, _, hc = kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True, bl, 8, 4)
         return triton.testing.do_bench(
             lambda: kbwd.selective_scan_bwd(
@@ -216,16 +218,22 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
 
     rows = []
     for kern, configs, timer in (("fwd", configs_fwd, time_fwd), ("bwd", configs_bwd, time_bwd)):
-        for bd, bl, nw in configs:
+        for bd, bl, nw, *n_lo in configs:
             row = {"kernel": kern, "block_d": bd, "block_l": bl, "num_warps": nw}
+            if n_lo:
+                row["n_lo"] = n_lo[0]
             try:
-                row["ms"] = timer(bd, bl, nw)
+                row["ms"] = timer(bd, bl, nw, row.get("n_lo"))
                 last = (kfwd if kern == "fwd" else kbwd).LAST[0]
                 row["regs"], row["spills"] = getattr(last, "n_regs", None), getattr(last, "n_spills", None)
             except Exception as e:  # a configuration that does not compile (too many registers...)
                 row["error"] = repr(e)[:200]
             rows.append(row)
     return rows
+
+
+def _cfg(r) -> str:
+    return "/".join(str(r[k]) for k in ("block_d", "block_l", "num_warps", "n_lo") if k in r)
 
 
 def best_configs(rows, shape, dname) -> dict:
@@ -236,7 +244,7 @@ def best_configs(rows, shape, dname) -> dict:
               and r["dtype"] == dname and "ms" in r]  # fmt: skip
         if ok:
             r = min(ok, key=lambda r: r["ms"])
-            out[kern] = {"block_d": r["block_d"], "block_l": r["block_l"], "num_warps": r["num_warps"]}
+            out[kern] = {k: r[k] for k in ("block_d", "block_l", "num_warps", "n_lo") if k in r}
     return out
 
 
@@ -273,7 +281,8 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
 
     if do_sweep:
         # the candidates left after the first sweeps (RESULTS.md): fwd and bwd, (block_d, block_l, warps)
-        cf = [(8, 32, 4), (4, 64, 2), (8, 64, 4), (4, 32, 2)]
+        cf = [(8, 32, 4, 1), (4, 64, 2, 1), (32, 8, 4, 4), (32, 16, 4, 4), (16, 16, 4, 2), (8, 8, 1, 4),
+              (16, 16, 2, 4), (8, 32, 2, 2)]  # fmt: skip
         cb = [(2, 32, 1), (2, 16, 1), (1, 32, 1), (4, 16, 2)]
         for shape in (SHAPES[1], SHAPES[3]):
             for dname in ("fp32", "bf16"):
@@ -287,7 +296,7 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
                 for kern in ("fwd", "bwd"):
                     ok = sorted((r for r in rows if r["kernel"] == kern and "ms" in r), key=lambda r: r["ms"])
                     print(f"sweep {kern} {shape} {dname}: " + ", ".join(
-                        f"{r['block_d']}/{r['block_l']}/{r['num_warps']}={r['ms']:.3f} ({r.get('regs')}r/{r.get('spills')}s)" for r in ok[:6]), flush=True)  # fmt: skip
+                        f"{_cfg(r)}={r['ms']:.3f} ({r.get('regs')}r/{r.get('spills')}s)" for r in ok[:6]), flush=True)  # fmt: skip
         (out_dir / "results.json").write_text(json.dumps(res, indent=1))
 
     for si, shape in enumerate(SHAPES):
@@ -425,7 +434,11 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
     for dname, acc in res["accuracy"].items():
         lines.append(f"| {dname} | " + " | ".join(f"{acc[k]:.1e}" for k in keys) + " |")
     if res.get("sweep"):
-        lines += ["", "## Launch configurations tried (kernel alone, ms; block_d/block_l/num_warps)", ""]
+        lines += [
+            "",
+            "## Launch configurations tried (kernel alone, ms; block_d/block_l/num_warps[/n_lo])",
+            "",
+        ]
         for shape in {tuple(r["shape"]) for r in res["sweep"]}:
             for dname in DTYPES:
                 for kern in ("fwd", "bwd"):

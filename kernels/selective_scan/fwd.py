@@ -10,13 +10,13 @@ The recurrence h_t = a_t h_{t-1} + b_t is a scan with the associative operator
 
     (a₁, b₁) ∘ (a₂, b₂) = (a₁ a₂,  a₂ b₁ + b₂)       (the earlier pair on the left: order matters)
 
-so a block of BLOCK_L time steps is scanned in parallel by ``tl.associative_scan``; blocks are visited in
-order and the state h is carried from one block to the next in registers.
+so a block of BLOCK_L time steps is scanned by ``tl.associative_scan``; blocks are visited in order and
+the state h is carried from one block to the next in registers.
 
 What one program does: it owns BLOCK_D channels of one sequence. Per block of BLOCK_L steps it loads
-u, delta, z (BLOCK_D × BLOCK_L each) and B, C (N × BLOCK_L, loaded ONCE for all BLOCK_D channels), builds
-the (BLOCK_D, N, BLOCK_L) tensors a = exp(ΔA) and b = ΔBu in registers, scans them, contracts with C,
-adds D·u, gates with silu(z) and writes y. The (batch, d_inner, L, N) tensor never exists in HBM.
+u, delta, z (BLOCK_L × BLOCK_D each) and B, C (BLOCK_L × N, loaded ONCE for all BLOCK_D channels), builds
+the (BLOCK_L × BLOCK_D × N) tensors a = exp(ΔA) and b = ΔBu in registers, scans them along time,
+contracts with C, adds D·u, gates with silu(z) and writes y. The (batch, d_inner, L, N) tensor never exists in HBM.
 
 Bytes moved (fp32): read u, delta, z (4 bytes × batch·d_inner·L each) and B, C (4 × batch·N·L each, once
 per BLOCK_D channels), write y: about 16 bytes per (b, d, t) — the floor. For the backward pass the kernel
@@ -36,9 +36,8 @@ OVERRIDES: dict = {}
 #: The last compiled kernel launched (bench.py reads its registers and spills).
 LAST: list = []
 
-LOG2E = tl.constexpr(
-    1.4426950408889634
-)  # exp(x) = exp2(x · log2(e)); exp2 is the GPU's native special function
+# exp(x) = exp2(x · log2 e): exp2 is the GPU's native special function
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -81,7 +80,8 @@ def selective_scan_fwd_kernel(
     n_chunks,  # cdiv(L, BLOCK_L)
     # ---- compile-time switches ----
     BLOCK_D: tl.constexpr,  # channels per program; they share every B/C load
-    BLOCK_N: tl.constexpr,  # N rounded up to a power of two
+    N_LO: tl.constexpr,  # states kept inside one thread (N rounded up to a power of two = N_LO · N_HI)
+    N_HI: tl.constexpr,  # states spread across threads
     BLOCK_L: tl.constexpr,  # time steps per iteration (a power of two)
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
@@ -90,29 +90,31 @@ def selective_scan_fwd_kernel(
     HAS_H0: tl.constexpr,
     SAVE_CHUNKS: tl.constexpr,
 ):
-    # Tiles are laid out (time, channel, state) = (BLOCK_L, BLOCK_D, BLOCK_N): time is the slowest axis,
-    # so Triton spreads threads over (channel, state) and each thread keeps the whole block of time
-    # steps of its (channel, state) pairs in registers. The scan along time is then a sequential loop
-    # inside each thread, with no data exchanged between threads.
+    # The per-step tensors are 4-D: (N_LO, BLOCK_L, BLOCK_D, N_HI) = (state_lo, time, channel, state_hi),
+    # state n = n_hi · N_LO + n_lo. Triton spreads threads over the last axes first (N_HI states, then
+    # channels), so each thread keeps N_LO states × BLOCK_L time steps in registers: the scan along
+    # time is a sequential loop inside the thread, and the sum over states is mostly inside it too.
 
     # ---- 1. which channels and which sequence this program owns ----
     i_d = tl.program_id(0)  # block of channels (fastest: neighbouring programs share B/C in L2)
     i_b = tl.program_id(1).to(tl.int64)  # sequence in the batch (int64: offsets can pass 2³¹)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,) channel indices
     m_d = o_d < d_inner
-    o_n = tl.arange(0, BLOCK_N)  # (BLOCK_N,) state indices
-    m_n = o_n < N
+    o_d4 = o_d[None, None, :, None]  # (1, 1, BLOCK_D, 1)
+    m_d4 = m_d[None, None, :, None]
+    o_n = tl.arange(0, N_HI)[None, None, None, :] * N_LO + tl.arange(0, N_LO)[:, None, None, None]
+    m_n = o_n < N  # (N_LO, 1, 1, N_HI) state indices
     i_g = (i_d * BLOCK_D) // d_per_group  # the B/C group of every channel of the block
     n_groups = d_inner // d_per_group
 
     # row starts: one row of L values per (sequence, channel) and per (sequence, group, state)
     o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) into u, delta, z, y
-    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) into B, C
-    o_state = (i_b * d_inner + o_d[:, None]) * N + o_n[None, :]  # (BLOCK_D, BLOCK_N) into h0, h_last
-    m_state = m_d[:, None] & m_n[None, :]
+    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (N_LO, 1, 1, N_HI) into B, C
+    o_state = (i_b * d_inner + o_d4) * N + o_n  # (N_LO, 1, BLOCK_D, N_HI) into h0, h_last
+    m_state = m_d4 & m_n
 
     # ---- 2. per-channel parameters, loaded once ----
-    b_A = tl.load(p_A + o_d[:, None] * N + o_n[None, :], mask=m_state, other=0.0)  # (BLOCK_D, BLOCK_N)
+    b_A = tl.load(p_A + o_d4 * N + o_n, mask=m_state, other=0.0)  # (N_LO, 1, BLOCK_D, N_HI)
     b_A2 = b_A * LOG2E  # exp(ΔA) = exp2(Δ · A·log2 e)
     if HAS_D:
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
@@ -121,42 +123,42 @@ def selective_scan_fwd_kernel(
     if HAS_H0:
         b_h = tl.load(p_h0 + o_state, mask=m_state, other=0.0)  # the carried state, fp32
     else:
-        b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    m_last = tl.arange(0, BLOCK_L) == BLOCK_L - 1
+        b_h = tl.zeros([N_LO, 1, BLOCK_D, N_HI], dtype=tl.float32)
+    m_last = (tl.arange(0, BLOCK_L) == BLOCK_L - 1)[None, :, None, None]
 
     # ---- 3. walk along the sequence, BLOCK_L steps at a time ----
     for i_c in range(n_chunks):
         o_l = i_c * BLOCK_L + tl.arange(0, BLOCK_L)  # (BLOCK_L,) time indices
         m_l = o_l < L
-        m_ld = m_l[:, None] & m_d[None, :]  # (BLOCK_L, BLOCK_D)
-        m_ln = m_l[:, None] & m_n[None, :]  # (BLOCK_L, BLOCK_N)
         if SAVE_CHUNKS:  # the state entering this block, for the backward pass to restart from
-            o_hc = ((i_b * d_inner + o_d[:, None]) * n_chunks + i_c) * N + o_n[None, :]
+            o_hc = ((i_b * d_inner + o_d4) * n_chunks + i_c) * N + o_n
             tl.store(p_h_chunks + o_hc, b_h, mask=m_state)
 
-        # load: 3 tiles of (BLOCK_L, BLOCK_D) and 2 of (BLOCK_L, BLOCK_N), upcast to fp32
+        # load: 3 tiles of (BLOCK_L, BLOCK_D) and 2 of (N_LO, BLOCK_L, 1, N_HI), upcast to fp32
         o_ld = o_l[:, None] + o_row_d[None, :]
-        o_ln = o_l[:, None] + o_row_n[None, :]
+        m_ld = m_l[:, None] & m_d[None, :]
+        o_ln = o_row_n + o_l[None, :, None, None]
+        m_ln = m_n & m_l[None, :, None, None]
         b_u = tl.load(p_u + o_ld, mask=m_ld, other=0.0).to(tl.float32)
         b_delta = tl.load(p_delta + o_ld, mask=m_ld, other=0.0).to(tl.float32)
         b_B = tl.load(p_B + o_ln, mask=m_ln, other=0.0).to(tl.float32)
         b_C = tl.load(p_C + o_ln, mask=m_ln, other=0.0).to(tl.float32)
 
-        # discretize in registers: Δ, then a = exp(ΔA) and b = ΔBu, both (BLOCK_L, BLOCK_D, BLOCK_N)
+        # discretize in registers: Δ, then a = exp(ΔA) and b = ΔBu, both (N_LO, BLOCK_L, BLOCK_D, N_HI)
         if HAS_DELTA_BIAS:
             b_delta += b_bias[None, :]
         if DELTA_SOFTPLUS:
             b_delta = softplus(b_delta)
         b_delta = tl.where(m_ld, b_delta, 0.0)  # Δ = 0 past the end: a = 1, b = 0, the state passes
-        b_a = tl.exp2(b_delta[:, :, None] * b_A2[None, :, :])
-        b_b = (b_delta * b_u)[:, :, None] * b_B[:, None, :]
+        b_a = tl.exp2(b_delta[None, :, :, None] * b_A2)
+        b_b = (b_delta * b_u)[None, :, :, None] * b_B
 
         # scan along time: (a_cum, b_cum)_t = (a, b)_0 ∘ … ∘ (a, b)_t, then add the carried state
-        a_cum, b_cum = tl.associative_scan((b_a, b_b), axis=0, combine_fn=combine)
-        b_hs = a_cum * b_h[None, :, :] + b_cum  # h_t for every t of the block
+        a_cum, b_cum = tl.associative_scan((b_a, b_b), axis=1, combine_fn=combine)
+        b_hs = a_cum * b_h + b_cum  # h_t for every t of the block
 
-        # contract with C over the states, add the skip, gate
-        b_y = tl.sum(b_hs * b_C[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
+        # contract with C over the states (inside each thread, then across threads), skip, gate
+        b_y = tl.sum(tl.sum(b_hs * b_C, axis=0), axis=2)  # (BLOCK_L, BLOCK_D)
         if HAS_D:
             b_y += b_D[None, :] * b_u
         if HAS_Z:
@@ -165,7 +167,7 @@ def selective_scan_fwd_kernel(
         tl.store(p_y + o_ld, b_y.to(p_y.dtype.element_ty), mask=m_ld)
 
         # carry: the state after the block's last step (past the end the state just passed through)
-        b_h = tl.sum(tl.where(m_last[:, None, None], b_hs, 0.0), axis=0)
+        b_h = tl.sum(tl.where(m_last, b_hs, 0.0), axis=1, keep_dims=True)
 
     tl.store(p_h_last + o_state, b_h, mask=m_state)
 
@@ -186,12 +188,12 @@ def pick_block_d(batch: int, d_inner: int, d_per_group: int, want: int) -> int:
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
     """Launch sizes: small blocks under the interpreter (so tiny tests cross block edges), tuned on a GPU."""
     if device.type != "cuda":
-        return {"block_d": 2, "block_l": 8, "num_warps": 1}
+        return {"block_d": 2, "block_l": 8, "num_warps": 1, "n_lo": 2}
     # measured on the H200 (RESULTS.md lists the configurations tried): with many sequences·channels,
     # 8 channels × 32 steps on 4 warps; with few (batch 1), smaller programs over longer blocks
     if batch * d_inner >= 4 * 1536:
-        return {"block_d": 8, "block_l": 32, "num_warps": 4, **OVERRIDES}
-    return {"block_d": 4, "block_l": 64, "num_warps": 2, **OVERRIDES}
+        return {"block_d": 8, "block_l": 32, "num_warps": 4, "n_lo": 1, **OVERRIDES}
+    return {"block_d": 4, "block_l": 64, "num_warps": 2, "n_lo": 1, **OVERRIDES}
 
 
 def selective_scan_fwd(
@@ -209,6 +211,7 @@ def selective_scan_fwd(
     block_l: int | None = None,
     block_d: int | None = None,
     num_warps: int | None = None,
+    n_lo: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the forward kernel on validated, contiguous tensors (B, C with a groups axis).
 
@@ -222,6 +225,7 @@ def selective_scan_fwd(
     block_l = block_l or cfg["block_l"]
     block_d = pick_block_d(batch, d_inner, d_inner // groups, block_d or cfg["block_d"])
     num_warps = num_warps or cfg["num_warps"]
+    n_lo = min(n_lo or cfg["n_lo"], _pow2(N))  # states per thread
     n_chunks = triton.cdiv(L, block_l)
     y = torch.empty_like(u)
     h_last = torch.empty(batch, d_inner, N, device=u.device, dtype=torch.float32)
@@ -236,7 +240,7 @@ def selective_scan_fwd(
         delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
         y, h_last, h_chunks if save_chunks else h_last,
         d_inner, L, N, d_inner // groups, n_chunks,
-        BLOCK_D=block_d, BLOCK_N=_pow2(N), BLOCK_L=block_l,
+        BLOCK_D=block_d, N_LO=n_lo, N_HI=_pow2(N) // n_lo, BLOCK_L=block_l,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=bool(delta_softplus), HAS_H0=h0 is not None, SAVE_CHUNKS=bool(save_chunks),
         num_warps=num_warps,
