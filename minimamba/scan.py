@@ -192,12 +192,13 @@ def selective_scan_ref(
         dBu = torch.einsum("bdl,bdnl,bdl->bdln", delta, B, uc)
     h = uc.new_zeros(batch, d_inner, A.shape[1]) if h0 is None else h0.to(ct)
     ys = []
-    for t in range(L):
-        h = dA[:, :, t] * h + dBu[:, :, t]  # (batch, d_inner, N)
+    # unbind once rather than index [t] per step: each indexing costs a full-size zero gradient in backward
+    for dA_t, dBu_t, C_t in zip(dA.unbind(2), dBu.unbind(2), C.unbind(-1)):
+        h = dA_t * h + dBu_t  # (batch, d_inner, N)
         if C.dim() == 3:
-            ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+            ys.append(torch.einsum("bdn,bn->bd", h, C_t))
         else:
-            ys.append(torch.einsum("bdn,bdn->bd", h, C[:, :, :, t]))
+            ys.append(torch.einsum("bdn,bdn->bd", h, C_t))
     y = torch.stack(ys, dim=2) if L > 0 else uc.new_zeros(batch, d_inner, 0)
     out = _finish(y, u, D, z, dtype_in)
     return (out, h) if return_last_state else out
@@ -257,10 +258,10 @@ def _fold_h0(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch
 
 
 def _seq_tf(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
-    h = h0
-    hs = []
-    for t in range(a.shape[0]):
-        h = b[t] if h is None else torch.addcmul(b[t], a[t], h)  # (*rest)
+    # unbind once: indexing a[t] in the loop would cost a full-size zero gradient per step in backward
+    h, hs = h0, []
+    for a_t, b_t in zip(a.unbind(0), b.unbind(0)):
+        h = b_t if h is None else torch.addcmul(b_t, a_t, h)  # (*rest)
         hs.append(h)
     return torch.stack(hs)
 
@@ -295,33 +296,99 @@ def _blelloch_tf(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _chunked_core(
-    a: torch.Tensor,
-    b: torch.Tensor,
+    T: int,
+    a_at: Callable[[int], torch.Tensor],
+    b_at: Callable[[int], torch.Tensor],
+    decay: torch.Tensor,
     h0: torch.Tensor | None,
-    contract: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    emit: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The chunked scan on a, b: (T, n_chunks, *rest): step t of every chunk at once.
+    """The chunked scan. Step t of *every* chunk at once: ``a_at(t)``, ``b_at(t)``: (n_chunks, *rest).
 
-    1. Each chunk's end state from a zero start (T steps, all chunks at once), and its total decay ∏ a.
-    2. The true state entering each chunk: a scan over the n_chunks (end state, decay) pairs, from h0.
-    3. Each chunk again from its true start (T steps, all chunks at once), emitting h or contract(h, t).
+    1. Each chunk's end state from a zero start (T steps, all chunks at once).
+    2. The true state entering each chunk: a scan over the n_chunks (decay, end state) pairs from h0,
+       where ``decay`` (n_chunks, *rest) is the product of a over each chunk.
+    3. Each chunk again from its true start (T steps, all chunks at once), emitting h or ``emit(h, t)``.
 
     Only multiplications and additions: no division by a cumulative product, so a_t that underflow to 0
     are harmless. Returns (outputs: (T, n_chunks, ...), h after the last step: (*rest)).
     """
-    T = a.shape[0]
-    h = b[0]
+    h = b_at(0)
     for t in range(1, T):
-        h = torch.addcmul(b[t], a[t], h)  # (n_chunks, *rest)
-    decay = a.prod(dim=0)  # (n_chunks, *rest)
+        h = torch.addcmul(b_at(t), a_at(t), h)  # (n_chunks, *rest)
     ends = _seq_tf(decay, h, h0)  # the state after each chunk
     zero = torch.zeros_like(ends[:1]) if h0 is None else h0[None]
     h = torch.cat([zero, ends[:-1]])  # the state entering each chunk
     outs = []
     for t in range(T):
-        h = torch.addcmul(b[t], a[t], h)
-        outs.append(h if contract is None else contract(h, t))
+        h = torch.addcmul(b_at(t), a_at(t), h)
+        outs.append(h if emit is None else emit(h, t))
     return torch.stack(outs), ends[-1]
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """The chunked scan of materialized a, b with a hand-written backward, so that autograd records one node
+    instead of a few per step. a, b: (T, n_chunks, *rest), step t of every chunk; returns every state h
+    (T, n_chunks, *rest) and the last one (*rest).
+
+    Backward is the same recurrence run backwards in time, G_t = dL/dh_t + a_{t+1} G_{t+1}, computed
+    chunk by chunk like the forward; then dL/db_t = G_t, dL/da_t = G_t h_{t-1}, dL/dh0 = a_0 G_0.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None):
+        T, n_chunks = a.shape[:2]
+        # 1. each chunk's end state from a zero start (in place: nothing here is recorded)
+        h = b[0].clone()
+        for t in range(1, T):
+            h.mul_(a[t]).add_(b[t])  # (n_chunks, *rest)
+        # 2. the state entering each chunk, from h0
+        decay = a.prod(dim=0)  # ∏ a over each chunk: (n_chunks, *rest)
+        starts = torch.empty_like(h)
+        state = torch.zeros_like(h[0]) if h0 is None else h0.clone()
+        for c in range(n_chunks):
+            starts[c] = state
+            state = torch.addcmul(h[c], decay[c], state)
+        # 3. every chunk again from its true start
+        hs = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+        prev = starts
+        for t in range(T):
+            prev = torch.addcmul(b[t], a[t], prev, out=hs[t])
+        ctx.save_for_backward(a, hs, starts)
+        ctx.has_h0 = h0 is not None
+        return hs, state
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_hs: torch.Tensor | None, g_last: torch.Tensor | None):
+        a, hs, starts = ctx.saved_tensors
+        T, n_chunks = a.shape[:2]
+        if g_hs is None:
+            g_hs = torch.zeros_like(hs)
+        # 1. G at each chunk's first step, counting only gradients from inside the chunk
+        G = g_hs[T - 1].clone()
+        for t in range(T - 2, -1, -1):
+            G.mul_(a[t + 1]).add_(g_hs[t])  # (n_chunks, *rest)
+        # 2. E_c, the gradient reaching the last step of chunk c from later chunks (and from h_last)
+        tail = a[1:].prod(dim=0)  # ∏ a over steps 1..T-1 of each chunk (no division by a[0])
+        E = torch.empty_like(G)
+        e = torch.zeros_like(G[0]) if g_last is None else g_last.clone()
+        for c in range(n_chunks - 1, -1, -1):
+            E[c] = e
+            e = a[0, c] * torch.addcmul(G[c], tail[c], e)  # a_0 · (full G at the chunk's first step)
+        # 3. every chunk again, backwards, from its true incoming gradient: db = G
+        db = torch.empty_like(hs)
+        nxt = torch.add(g_hs[T - 1], E, out=db[T - 1])
+        for t in range(T - 2, -1, -1):
+            nxt = torch.addcmul(g_hs[t], a[t + 1], nxt, out=db[t])
+        da = torch.empty_like(hs)
+        torch.mul(db[1:], hs[:-1], out=da[1:])  # dL/da_t = G_t h_{t-1}
+        torch.mul(db[0], starts, out=da[0])
+        return da, db, (e if ctx.has_h0 else None)
+
+
+#: below this many elements in (batch, d_inner, L, N), the chunked scan materializes exp(ΔA) and ΔBu
+_SMALL_SCAN = 1 << 21
 
 
 def _pick_chunk(L: int) -> int:
@@ -340,7 +407,7 @@ def _chunked_tf(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, chunk
     # (L, *rest) -> (n_chunks, T, *rest) -> (T, n_chunks, *rest): a view, step t of every chunk
     a = a.reshape(n_chunks, T, *rest).transpose(0, 1)
     b = b.reshape(n_chunks, T, *rest).transpose(0, 1)
-    hs, _ = _chunked_core(a, b, h0)
+    hs, _ = _ChunkedScan.apply(a, b, h0)
     return hs.transpose(0, 1).reshape(n_chunks * T, *rest)[:L]
 
 
@@ -451,8 +518,10 @@ def _via_scan(scan_tf: Callable):
 
 def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                             return_last_state=False, *, h0=None, chunk: int | None = None):  # fmt: skip
-    """The chunked scan with the C contraction fused into its second pass: h is never stored whole
-    (outside autograd), only y. Δ, u, B, C are padded to whole chunks with zeros (exp(0·A) = 1, ΔBu = 0)."""
+    """The chunked scan, fused: exp(ΔA) and ΔBu are made one step (of every chunk) at a time and the C
+    contraction happens in the second pass, so no (batch, d_inner, L, N) tensor exists outside autograd's
+    saved values; only (n_chunks, batch, d_inner, N) slabs, which stay in cache. Δ, u, B, C are padded to
+    whole chunks with zeros (exp(0·A) = 1, ΔBu = 0), which leaves the state unchanged."""
     batch, d_inner, L, N = check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
     if L == 0:
         return selective_scan_ref(
@@ -475,19 +544,39 @@ def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
         delta = delta + delta_bias.to(ct)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    delta_s = steps_first(delta)  # Δ: (T, n_chunks, batch, d_inner)
-    du_s = steps_first(delta * u.to(ct))  # Δu: (T, n_chunks, batch, d_inner)
+    delta_s = steps_first(delta)[..., None]  # Δ: (T, n_chunks, batch, d_inner, 1)
     B4 = B.to(ct) if B.dim() == 4 else B.to(ct)[:, None]  # (batch, groups, N, L)
     C4 = C.to(ct) if C.dim() == 4 else C.to(ct)[:, None]
     gB = B4.shape[1]
     B_s = steps_first(B4)[:, :, :, :, None, :]  # (T, n_chunks, batch, groups, 1, N)
     C_s = steps_first(C4)  # (T, n_chunks, batch, groups, N)
-    dA = torch.exp(delta_s[..., None] * A.to(ct))  # exp(ΔA): (T, n_chunks, batch, d_inner, N)
-    # ΔBu: (T, n_chunks, batch, groups, d_inner/groups, N) -> (T, n_chunks, batch, d_inner, N)
-    dBu = (du_s.view(T, n_chunks, batch, gB, d_inner // gB)[..., None] * B_s).view(dA.shape)
-    ys, h_last = _chunked_core(
-        dA, dBu, None if h0 is None else h0.to(ct), lambda h, t: _contract_tf(h, C_s[t])
-    )
+    # Δu: (T, n_chunks, batch, groups, d_inner/groups, 1)
+    du_s = steps_first(delta * u.to(ct)).view(T, n_chunks, batch, gB, d_inner // gB, 1)
+    A = A.to(ct)
+    h0 = None if h0 is None else h0.to(ct)
+    shape = (T, n_chunks, batch, d_inner, N)
+    if math.prod(shape) <= _SMALL_SCAN:
+        # small: fewer, larger operations win (each costs ~10 µs of dispatch and autograd bookkeeping), so
+        # make exp(ΔA) and ΔBu whole, scan, and contract with C once at the end
+        dA = torch.exp(delta_s * A)  # exp(ΔA): (T, n_chunks, batch, d_inner, N)
+        dBu = (du_s * B_s).view(shape)  # ΔBu: (T, n_chunks, batch, d_inner, N)
+        hs, h_last = _ChunkedScan.apply(dA, dBu, h0)
+        ys = _contract_tf(hs, C_s)  # (T, n_chunks, batch, d_inner)
+    else:
+        # one view per step, made once (indexing [t] in the loops would cost a full-size zero gradient
+        # per step in backward)
+        delta_t, du_t, B_t, C_t = (x.unbind(0) for x in (delta_s, du_s, B_s, C_s))
+
+        def a_at(t: int) -> torch.Tensor:  # exp(Δ_t A): (n_chunks, batch, d_inner, N), made when needed
+            return torch.exp(delta_t[t] * A)
+
+        def b_at(t: int) -> torch.Tensor:  # Δ_t B_t u_t: (n_chunks, batch, d_inner, N)
+            return (du_t[t] * B_t[t]).view(shape[1:])
+
+        # ∏ exp(Δ_t A) over a chunk = exp(A Σ Δ_t): (n_chunks, batch, d_inner, N)
+        decay = torch.exp(delta_s.sum(0) * A)
+
+        ys, h_last = _chunked_core(T, a_at, b_at, decay, h0, lambda h, t: _contract_tf(h, C_t[t]))
     # ys: (T, n_chunks, batch, d_inner) -> (batch, d_inner, L)
     y = ys.permute(2, 3, 1, 0).reshape(batch, d_inner, n_chunks * T)[:, :, :L]
     out = _finish(y.contiguous(), u, D, z, u.dtype)
