@@ -281,9 +281,8 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
 
     if do_sweep:
         # the candidates left after the first sweeps (RESULTS.md): fwd and bwd, (block_d, block_l, warps)
-        cf = [(8, 32, 4, 1), (4, 64, 2, 1), (32, 8, 4, 4), (32, 16, 4, 4), (16, 16, 4, 2), (8, 8, 1, 4),
-              (16, 16, 2, 4), (8, 32, 2, 2)]  # fmt: skip
-        cb = [(2, 32, 1), (2, 16, 1), (1, 32, 1), (4, 16, 2)]
+        cf = [(8, 32, 4, 1), (4, 64, 2, 1), (32, 8, 4, 4), (16, 16, 4, 2), (8, 8, 1, 4), (16, 16, 2, 4)]
+        cb = [(2, 32, 1), (2, 16, 1), (1, 32, 1)]
         for shape in (SHAPES[1], SHAPES[3]):
             for dname in ("fp32", "bf16"):
                 rows = sweep(shape, DTYPES[dname], cf, cb)
