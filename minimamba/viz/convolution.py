@@ -102,17 +102,24 @@ def kernel_update(delta: float = 0.1, N: int = 16, L: int = 64, C: str = "ones")
 
 
 def plot_kernel(delta: float = 0.1, N: int = 16, L: int = 64, C: str = "ones") -> Figure:
-    """Left: K_k against the step k. Right: K_k/Δ at t = kΔ on top of the impulse response h(t)."""
+    """Left: K_k against the step k. Right: K_k/Δ at t = kΔ on top of the impulse response h(t).
+
+    Drawn cheaply (fixed margins, no mathtext, no stem containers): the widget redraws it on every slider
+    step, and rendering dominates the time a reader waits.
+    """
     d = kernel_update(delta, N, L, C)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
-    ax0.stem(d["k"], d["K"], basefmt=" ")
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.9, wspace=0.2)
+    ax0.vlines(d["k"], 0, d["K"], color="C0", lw=1)
+    ax0.plot(d["k"], d["K"], "o", ms=3, color="C0")
+    ax0.axhline(0, color="0.7", lw=0.8)
     ax0.axvline(
         d["effective_length"], color="C3", ls="--", label=f"95% of Σ|K| by k = {d['effective_length']}"
     )
-    ax0.set(xlabel="step k", ylabel="$K_k = C\\bar A^k \\bar B$", title=f"kernel, Δ = {delta:.3g}, N = {N}")
+    ax0.set(xlabel="step k", ylabel="Kₖ = C Āᵏ B̄", title=f"kernel, Δ = {delta:.3g}, N = {N}")
     ax0.legend(loc="upper right")
-    ax1.plot(d["t_fine"], d["impulse"], color="0.3", label="$h(t) = C e^{tA} B$ (continuous)")
-    ax1.plot(d["t"], d["K_over_delta"], "o", ms=3, color="C0", label="$K_k / Δ$ at $t = kΔ$")
+    ax1.plot(d["t_fine"], d["impulse"], color="0.3", label="h(t) = C exp(tA) B (continuous)")
+    ax1.plot(d["t"], d["K_over_delta"], "o", ms=3, color="C0", label="Kₖ / Δ at t = kΔ")
     ax1.set(xlabel="time t", ylabel="response", title="the kernel samples the impulse response")
     ax1.legend(loc="upper right")
     return fig
@@ -124,12 +131,14 @@ def _show(fig: Figure) -> None:
 
 
 def kernel_widget() -> widgets.interactive:
-    """Sliders for Δ, N and C over :func:`plot_kernel` (L = 64 steps). Δ is a linear slider: its readout is
-    the value itself (a log slider's handle reports the exponent, which the browser test compares)."""
+    """Sliders for Δ, N and C over :func:`plot_kernel` (L = 64 steps).
+
+    Δ is a linear slider (a log slider's handle reports the exponent, not the value) in steps of 0.02.
+    """
     return widgets.interactive(
         lambda delta, N, C: _show(plot_kernel(delta, N, 64, C)),
         delta=widgets.FloatSlider(
-            value=0.1, min=0.01, max=1.0, step=0.01, readout_format=".2f", description="Δ"
+            value=0.1, min=0.02, max=1.0, step=0.02, readout_format=".2f", description="Δ"
         ),
         N=widgets.IntSlider(value=16, min=1, max=64, description="N"),
         C=widgets.Dropdown(options=["ones", "random"], value="ones", description="C"),
