@@ -10,12 +10,12 @@ Each rule takes ``(A, B, delta)`` and returns ``(A_bar, B_bar)`` in the layout o
     B : (N,)
     delta : the step Δ > 0, a Python number or a 0-d tensor
 
-| rule               | A_bar                          | B_bar                              | error per unit time |
-|--------------------|--------------------------------|------------------------------------|---------------------|
-| ``euler``          | I + ΔA                         | ΔB                                 | O(Δ)                |
-| ``bilinear``       | (I - ΔA/2)^{-1} (I + ΔA/2)     | (I - ΔA/2)^{-1} ΔB                 | O(Δ²)               |
-| ``zoh``            | exp(ΔA)                        | (ΔA)^{-1} (exp(ΔA) - I) ΔB         | exact for held input|
-| ``mamba_discretize``| exp(ΔA)                       | ΔB                                 | O(Δ) in B_bar       |
+| rule                 | A_bar                        | B_bar                        | error at a fixed time  |
+|----------------------|------------------------------|------------------------------|------------------------|
+| ``euler``            | I + ΔA                       | ΔB                           | O(Δ)                   |
+| ``bilinear``         | (I - ΔA/2)^{-1} (I + ΔA/2)   | (I - ΔA/2)^{-1} ΔB           | O(Δ²)                  |
+| ``zoh``              | exp(ΔA)                      | (ΔA)^{-1} (exp(ΔA) - I) ΔB   | exact for held input   |
+| ``mamba_discretize`` | exp(ΔA)                      | ΔB                           | O(Δ), from B_bar       |
 
 ``mamba_discretize`` is what mamba_ssm's code does (``selective_scan_ref``: ``deltaA = exp(delta * A)``,
 ``deltaB_u = delta * B * u``): ZOH for A, Euler for B. For a diagonal A its B_bar differs from ZOH's by the
@@ -24,6 +24,7 @@ factor Δa / (exp(Δa) - 1) = 1 - Δa/2 + O(Δ²), a relative difference of abou
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -44,7 +45,7 @@ def _prepare(A, B, delta) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if delta.is_complex() or not delta.is_floating_point():
             raise TypeError(f"delta must be a real floating-point tensor, got {delta.dtype}")
         d = delta.item()
-    elif isinstance(delta, bool) or not isinstance(delta, (int, float)):
+    elif isinstance(delta, bool) or not isinstance(delta, numbers.Real):
         raise TypeError(f"delta must be a positive number or a 0-d tensor, got {type(delta).__name__}")
     else:
         d = float(delta)
@@ -112,7 +113,7 @@ def mamba_discretize(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.Ten
     """What mamba_ssm's code does: ZOH for A (A_bar = exp(ΔA)), Euler for B (B_bar = ΔB).
 
     Albert Gu (state-spaces/mamba#114): a mix of ZOH for A and Euler for B, simpler, and it does not change
-    empirical performance. B_bar is O(Δ²) away from ZOH's: relative difference ≈ Δ|a|/2 for small Δ.
+    empirical performance. B_bar is O(Δ²) away from ZOH's, a relative difference ≈ Δ|a|/2 for small Δ.
     """
     A, B, delta = _prepare(A, B, delta)
     A_bar = torch.exp(delta * A) if A.dim() == 1 else expm(delta * A)

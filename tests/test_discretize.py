@@ -161,9 +161,23 @@ def test_dtypes_and_delta_tensor():
     A, B = -torch.arange(1.0, 4.0), torch.ones(3)
     A_bar, B_bar = dz.zoh(A, B, torch.tensor(0.1))
     assert A_bar.dtype == torch.float32 and B_bar.dtype == torch.float32
+    assert dz.zoh(A, B, np.float32(0.1))[0].dtype == torch.float32  # numpy scalars are numbers too
     A_bar, B_bar = dz.zoh(s4d_lin(3), torch.ones(3, dtype=f64), 0.1)
     assert A_bar.dtype == torch.complex128 and B_bar.dtype == torch.complex128
     check_close("zoh float32", dz.zoh(A.double(), B.double(), 0.1)[1], dz.zoh(A, B, 0.1)[1], 1e-6, 0)
+
+
+def test_gradients_flow_to_A_B_and_delta():
+    """d B_bar / d delta for ZOH is exp(Δa) B (the derivative of (exp(Δa) - 1)/a): check it and gradcheck."""
+    a = torch.tensor([-0.5, -2.0], dtype=f64, requires_grad=True)
+    b = torch.tensor([1.0, 3.0], dtype=f64, requires_grad=True)
+    delta = torch.tensor(0.3, dtype=f64, requires_grad=True)
+    (g,) = torch.autograd.grad(dz.zoh(a, b, delta)[1].sum(), delta)
+    check_close("dB_bar/dΔ", (torch.exp(0.3 * a) * b).sum(), g, 1e-12, 0)
+    for method in ("euler", "bilinear", "zoh", "mamba"):
+        assert torch.autograd.gradcheck(lambda a, b, d, m=method: dz.discretize(a, b, d, m), (a, b, delta))
+    A_full = _random_stable(3)[0].requires_grad_()
+    assert torch.autograd.gradcheck(lambda A: dz.zoh(A, torch.ones(3, dtype=f64), 0.2), (A_full,))
 
 
 def test_zoh_zero_eigenvalue_is_an_integrator():
