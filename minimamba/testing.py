@@ -15,8 +15,10 @@ def _as_tensor(x) -> torch.Tensor:
 
 
 def rel_error(ref, out) -> float:
-    """‖out − ref‖ / ‖ref‖ in float64 (0 when both are zero)."""
-    ref_t, out_t = _as_tensor(ref).double().cpu(), _as_tensor(out).double().cpu()
+    """‖out − ref‖ / ‖ref‖ in float64 (complex128 for complex input; 0 when both are zero)."""
+    ref_t, out_t = _as_tensor(ref), _as_tensor(out)
+    dtype = torch.complex128 if ref_t.is_complex() or out_t.is_complex() else torch.float64
+    ref_t, out_t = ref_t.to(dtype).cpu(), out_t.to(dtype).cpu()
     den = ref_t.norm().item()
     num = (out_t - ref_t).norm().item()
     return num / den if den > 0 else num
@@ -28,7 +30,10 @@ def check_close(name: str, ref, out, rtol: float = 1e-5, atol: float = 1e-8, ver
     Passes when ``|out - ref| <= atol + rtol * |ref|`` elementwise (as ``torch.allclose``) and nothing is NaN.
     Accepts tensors, numpy arrays, and Python numbers; compares in float64 on the CPU.
     """
-    ref_t, out_t = _as_tensor(ref).double().cpu(), _as_tensor(out).double().cpu()
+    ref_t, out_t = _as_tensor(ref), _as_tensor(out)
+    if ref_t.is_complex() or out_t.is_complex():  # compare both parts: never drop the imaginary one
+        ref_t, out_t = (torch.view_as_real(x.to(torch.complex128).resolve_conj()) for x in (ref_t, out_t))
+    ref_t, out_t = ref_t.double().cpu(), out_t.double().cpu()
     if ref_t.shape != out_t.shape:
         raise AssertionError(f"{name}: shape {tuple(out_t.shape)} != reference shape {tuple(ref_t.shape)}")
     if torch.isnan(out_t).any() and not torch.isnan(ref_t).any():
