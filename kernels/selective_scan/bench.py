@@ -317,8 +317,12 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
             for b in pt_backends:  # fwd+bwd of the PyTorch scans only where it takes seconds, not minutes
                 impls[f"minimamba.scan[{b}]"] = (pytorch_backend(b), x)
             if have_mambapy and dname == "fp32":
-                impls["mambapy pscan"] = (mambapy_scan, to_mambapy_layout(x))
+                impls["mambapy pscan"] = (
+                    mambapy_scan,
+                    None,
+                )  # its (batch, L, ·) copies made when its turn comes
             for name, (fn, xi) in impls.items():
+                xi = to_mambapy_layout(x) if xi is None else xi
                 for mode in ("fwd", "fwd+bwd"):
                     if mode == "fwd+bwd" and (
                         name == "selective_scan_ref"
@@ -331,6 +335,7 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
                     ms = "OOM" if r["ms"] is None else f"{r['ms']:.3f} ms"
                     print(f"{name:24s} {mode:7s} {dname} {shape}: {ms}, peak {r['peak_gib']} GiB", flush=True)
                     torch.cuda.empty_cache()
+                del xi
             del x, impls
             torch.cuda.empty_cache()
     for shape in ((8, 1536, 512, 16), (1, 1536, 4096, 16)):  # one of each launch-size class
@@ -440,16 +445,23 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
             "## Launch configurations tried (kernel alone, ms; block_d/block_l/num_warps[/n_lo])",
             "",
         ]
-        for shape in {tuple(r["shape"]) for r in res["sweep"]}:
+        for shape in sorted({tuple(r["shape"]) for r in res["sweep"]}, reverse=True):
             for dname in DTYPES:
                 for kern in ("fwd", "bwd"):
                     rows = [r for r in res["sweep"] if tuple(r["shape"]) == shape and r["dtype"] == dname
                             and r["kernel"] == kern and "ms" in r]  # fmt: skip
                     rows.sort(key=lambda r: r["ms"])
-                    best = ", ".join(
-                        f"{r['block_d']}/{r['block_l']}/{r['num_warps']}: {r['ms']:.3f}" for r in rows[:6]
-                    )
-                    lines.append(f"- {kern} {shape} {dname}: {best}")
+                    if rows:
+                        best = ", ".join(f"{_cfg(r)}: {r['ms']:.3f}" for r in rows)
+                        lines.append(f"- {kern} {shape} {dname}: {best}")
+    if res.get("configs"):
+        lines += ["", "## Launch sizes used in the table above (the sweep's fp32 winners)", ""]
+        seen = set()
+        for c in res["configs"]:
+            key = (c["shape"][0] == 1, json.dumps(c["fwd"]), json.dumps(c["bwd"]))
+            if key not in seen:
+                seen.add(key)
+                lines.append(f"- {'batch 1' if key[0] else 'batch 8'}: fwd {c['fwd']}, bwd {c['bwd']}")
     lines += ["", HAND_MARK]
     path.write_text("\n".join(lines) + hand)
 
@@ -463,7 +475,7 @@ def plot(res: dict, path: pathlib.Path) -> None:
     shapes = [tuple(s) for s in res["shapes"]]
     b8 = [i for i, s in enumerate(shapes) if s[0] == 8]
     b1 = [i for i, s in enumerate(shapes) if s[0] == 1]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), sharey=True)
     impls = []
     for r in res["times"]:
         if r["impl"] not in impls:
@@ -495,8 +507,12 @@ def plot(res: dict, path: pathlib.Path) -> None:
         ax.set_title(f"{mode}: (batch, 1536, L, 16) on {res['device'].split(',')[0]}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("time (ms, median)")
-    axes[1].legend(fontsize=7, loc="upper left", ncol=1)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes:  # one legend for both panels (the reference runs only in the forward panel)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

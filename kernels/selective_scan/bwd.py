@@ -214,7 +214,10 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     """Launch sizes of the backward (the forward that saves states for it uses the same block_l)."""
     if device.type != "cuda":
         return {"block_d": 2, "block_l": 8, "num_warps": 1}
-    # measured on the H200 (RESULTS.md): one warp per program over 2 channels was fastest at both sizes
+    # the fastest in fp32 on the H200 (RESULTS.md): one warp per program over 2 channels; 16 steps per
+    # block with many sequences·channels, 32 with few
+    if batch * d_inner >= 4 * 1536:
+        return {"block_d": 2, "block_l": 16, "num_warps": 1, **OVERRIDES}
     return {"block_d": 2, "block_l": 32, "num_warps": 1, **OVERRIDES}
 
 

@@ -189,10 +189,11 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     """Launch sizes: small blocks under the interpreter (so tiny tests cross block edges), tuned on a GPU."""
     if device.type != "cuda":
         return {"block_d": 2, "block_l": 8, "num_warps": 1, "n_lo": 2}
-    # measured on the H200 (RESULTS.md lists the configurations tried): with many sequences·channels,
-    # 8 channels × 32 steps on 4 warps; with few (batch 1), smaller programs over longer blocks
+    # the fastest in fp32 on the H200 (RESULTS.md lists the configurations tried): with many
+    # sequences·channels, 8 channels × 8 steps, 4 states per thread, one warp; with few (batch 1), more
+    # programs matter more: 4 channels × 64 steps, one state per thread, 2 warps
     if batch * d_inner >= 4 * 1536:
-        return {"block_d": 8, "block_l": 32, "num_warps": 4, "n_lo": 1, **OVERRIDES}
+        return {"block_d": 8, "block_l": 8, "num_warps": 1, "n_lo": 4, **OVERRIDES}
     return {"block_d": 4, "block_l": 64, "num_warps": 2, "n_lo": 1, **OVERRIDES}
 
 
