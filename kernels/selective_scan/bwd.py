@@ -23,6 +23,10 @@ are visited from the last to the first, carrying λ between them.
 
 Reductions over channels (dB, dC: per (b, n, t); dA, dD, ddelta_bias: per channel) use fp32 atomics: each
 program adds the sum over its BLOCK_D channels (and its sequence) once.
+
+Tiles are (time, channel, state) = (BLOCK_L, BLOCK_D, BLOCK_N), time slowest, as in the forward: each
+thread keeps a block of time steps of one (channel, state) pair in registers, so both scans run inside
+the thread (README.md, "Layout").
 """
 
 from __future__ import annotations
