@@ -23,6 +23,7 @@ Everything computes in the dtype of its inputs (float64 recommended in notebooks
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -203,6 +204,21 @@ def step_response(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, t: torch.Te
     return (M @ B) @ CAinv  # A^{-1} commutes with exp(tA) - I
 
 
+def _zoh_steps(A: torch.Tensor, B: torch.Tensor, dts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``minimamba.discretize.zoh`` for M step sizes at once: dts (M,) -> A_bar (M, N) or (M, N, N), B_bar (M, N)."""
+    if A.dim() == 1:
+        dA = dts[:, None] * A  # (M, N)
+        safe = torch.where(A == 0, torch.ones_like(A), A)
+        phi = torch.where(A == 0, dts[:, None].to(A.dtype).expand_as(dA), torch.expm1(dA) / safe)  # (M, N)
+        return torch.exp(dA), phi * B
+    A_bar = expm(dts[:, None, None] * A)  # (M, N, N)
+    rhs = (A_bar - torch.eye(A.shape[0], dtype=A.dtype, device=A.device)) @ B  # (M, N)
+    try:
+        return A_bar, torch.linalg.solve(A, rhs.T).T  # A^{-1} applied to every row: (M, N)
+    except RuntimeError as e:  # torch.linalg.LinAlgError
+        raise ValueError("A must be invertible to simulate a full (N, N) system (it is singular)") from e
+
+
 def simulate(
     A: torch.Tensor,
     B: torch.Tensor,
@@ -228,24 +244,26 @@ def simulate(
     if isinstance(D, torch.Tensor):
         if D.dim() != 0:
             raise ValueError(f"D must be a scalar (a number or a 0-d tensor), got shape {tuple(D.shape)}")
-    elif isinstance(D, bool) or not isinstance(D, (int, float)):
+    elif isinstance(D, bool) or not isinstance(D, numbers.Real):
         raise TypeError(f"D must be a number or a 0-d tensor, got {type(D).__name__}")
     dtype = _dtype(A, B, C, u, t)
     if h0 is not None:
         _check_vec("h0", h0, N)
         dtype = torch.promote_types(dtype, h0.dtype)
-    A, B, C, u, t = (x.to(dtype) for x in (A, B, C, u, t))
+    dts = (t[1:] - t[:-1]).to(_real_of(dtype))  # (L-1,) step sizes
+    A, B, C, u = (x.to(dtype) for x in (A, B, C, u))
     L = t.shape[0]
     h = torch.zeros(L, N, dtype=dtype, device=A.device)
     if h0 is not None:
         h[0] = h0.to(dtype)
-    dts = (t[1:] - t[:-1]).real  # (L-1,)
-    uniform = L > 1 and torch.allclose(dts, dts[0].expand_as(dts), rtol=1e-12, atol=0)
-    if uniform:
-        A_bar, B_bar = zoh(A, B, dts[0])
+    if L > 1 and torch.allclose(dts, dts[0].expand_as(dts), rtol=1e-10, atol=0):
+        A_bar, B_bar = zoh(A, B, dts[0])  # a uniform grid: discretize once
+        A_bars = B_bars = None
+    elif L > 1:
+        A_bars, B_bars = _zoh_steps(A, B, dts)  # every step size at once: (L-1, N[, N]), (L-1, N)
     for k in range(L - 1):
-        if not uniform:
-            A_bar, B_bar = zoh(A, B, dts[k])
+        if A_bars is not None:
+            A_bar, B_bar = A_bars[k], B_bars[k]
         Ah = A_bar * h[k] if A.dim() == 1 else A_bar @ h[k]
         h[k + 1] = Ah + B_bar * u[k]
     y = h @ C + torch.as_tensor(D, dtype=dtype, device=A.device) * u  # (L, N) @ (N,) -> (L,)

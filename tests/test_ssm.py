@@ -202,6 +202,14 @@ def test_simulate_mass_spring():
     check_close("forced step", (1 - torch.cos(w * t)) / k, y, 1e-12, 1e-12)
 
 
+def test_simulate_full_A_on_a_random_nonuniform_grid():
+    k = 4.0
+    A, B, C = _oscillator(k=k, c=0.0)
+    t = torch.cat([torch.zeros(1, dtype=f64), torch.cumsum(torch.rand(80, dtype=f64) * 0.2 + 0.01, 0)])
+    y, _ = ssm.simulate(A, B, C, 0.0, torch.ones_like(t), t)
+    check_close("forced step, non-uniform grid", (1 - torch.cos(2 * t)) / k, y, 1e-11, 1e-12)
+
+
 def test_simulate_keeps_float32_and_matches_step_response():
     A, B, C = _oscillator()
     t = torch.linspace(0, 3, 31, dtype=f64)
