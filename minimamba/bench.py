@@ -13,8 +13,9 @@ sits far above the roofline because it writes and reads (batch, d_inner, L, N) t
 
 Each case is run once to warm up, then timed ``--repeats`` times (median). Cases whose warm-up takes more
 than ``--budget`` seconds are timed fewer times (the ``runs`` column says how many; 1 means the warm-up run
-itself). Unfused scans that would materialize more than ``--max-elems`` elements per (batch, d_inner, L, N)
-tensor are skipped, so that the run fits in memory.
+itself). The tree scans (Hillis-Steele, Blelloch) are skipped above ``--max-elems`` elements per
+(batch, d_inner, L, N) tensor and mambapy above ``--mambapy-max-elems`` (memory), and an implementation
+that took more than ``--skip-after`` seconds at one L is not run at the next (time).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ LENGTHS = (256, 1024, 4096, 16384)
 SHAPES = ((2, 64, 16), (8, 256, 16))  # (batch, d_inner, N)
 #: backend name -> label in the table; "ref" is the sequential loop every ratio is taken against
 IMPLS = ("ref", "sequential", "hillis_steele", "blelloch", "chunked", "auto", "mambapy")
-#: implementations that keep a (batch, d_inner, L, N) tensor per step of their algorithm
-UNFUSED = ("hillis_steele", "blelloch", "mambapy")
+#: tree scans that allocate (batch, d_inner, L, N) tensors at every level: skipped above --max-elems
+TREES = ("hillis_steele", "blelloch")
 
 
 def cpu_name() -> str:
@@ -163,7 +164,16 @@ def check_mambapy(fn: Callable) -> float:
 
 
 def run_bench(
-    shapes, lengths, impls, repeats: int, budget: float, max_elems: int, log: Callable[[str], None] = print
+    shapes,
+    lengths,
+    impls,
+    repeats: int = 5,
+    budget: float = 10.0,
+    max_elems: int = 1 << 26,
+    mambapy_max_elems: int = 1 << 29,
+    skip_after: float = 40.0,
+    log: Callable[[str], None] = print,
+    save: Callable[[dict], None] | None = None,
 ) -> dict:
     bw = copy_bandwidth()
     result = {
@@ -188,24 +198,35 @@ def run_bench(
             f"mambapy check: max |y_mambapy - y_ref| = {err:.2e} at (2, 8, 16), L=256 ({'ok' if ok else 'MISMATCH'})"
         )
         result["mambapy_check"] = {"max_abs_diff": err, "ok": ok}
+    slow: set[tuple] = set()  # (shape, mode, impl) that exceeded skip_after
     for batch, d_inner, N in shapes:
-        for L in lengths:
+        for L in sorted(lengths):
             inputs = make_inputs(batch, d_inner, N, L)
             for backward in (False, True):
                 mode = "fwd+bwd" if backward else "fwd"
                 for name in impls:
                     row = {"batch": batch, "d_inner": d_inner, "N": N, "L": L, "mode": mode, "impl": name}
                     fn = impl_fn(name)
+                    elems = batch * d_inner * L * N
+                    key = (batch, d_inner, N, mode, name)
                     if fn is None:
                         row.update(seconds=None, runs=0, note="not installed")
-                    elif name in UNFUSED and batch * d_inner * L * N > max_elems:
-                        row.update(seconds=None, runs=0, note="skipped (memory)")
+                    elif (name in TREES and elems > max_elems) or (
+                        name == "mambapy" and elems > mambapy_max_elems
+                    ):
+                        row.update(seconds=None, runs=0, note="skip (memory)")
+                    elif key in slow:
+                        row.update(seconds=None, runs=0, note="skip (time)")
                     else:
                         sec, n = time_case(runner(fn, inputs, backward), repeats, budget)
                         row.update(seconds=sec, runs=n, note="")
+                        if sec > skip_after:
+                            slow.add(key)
                     row["roofline_s"] = roofline_bytes(batch, d_inner, N, L, backward) / bw
                     result["rows"].append(row)
                     log(format_row(row, result["rows"]))
+                    if save is not None:
+                        save(result)
     return result
 
 
@@ -283,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--budget", type=float, default=6.0, help="seconds per case before repeats drop")
-    parser.add_argument("--max-elems", type=int, default=1 << 27, help="skip unfused scans above this size")
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per case before repeats drop")
+    parser.add_argument("--max-elems", type=int, default=1 << 26, help="skip tree scans above this size")
+    parser.add_argument("--mambapy-max-elems", type=int, default=1 << 29, help="skip mambapy above this")
+    parser.add_argument("--skip-after", type=float, default=40.0, help="seconds at one L before skipping")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", type=pathlib.Path, default=JSON_PATH)
     parser.add_argument("--figure", type=pathlib.Path, default=FIG_PATH)
@@ -294,15 +317,37 @@ def main(argv: list[str] | None = None) -> int:
     lengths, repeats = ([256, 1024], 3) if args.quick else (args.lengths, args.repeats)
     print(HEADER)
     t0 = time.perf_counter()
-    result = run_bench(args.shapes, lengths, args.impls, repeats, args.budget, args.max_elems)
+
+    def save(result: dict) -> None:
+        if not args.quick:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+    result = run_bench(
+        args.shapes,
+        lengths,
+        args.impls,
+        repeats,
+        args.budget,
+        args.max_elems,
+        args.mambapy_max_elems,
+        args.skip_after,
+        save=save,
+    )
     result["wall_s"] = time.perf_counter() - t0
+    result["options"] = {
+        "repeats": repeats,
+        "budget_s": args.budget,
+        "max_elems": args.max_elems,
+        "mambapy_max_elems": args.mambapy_max_elems,
+        "skip_after_s": args.skip_after,
+    }
+    save(result)
     print(
         f"\ntotal {result['wall_s']:.0f} s; ratios: /loop = time / selective_scan_ref's, /roof = time / memory roofline"
     )
     print("\n".join(check_targets(result)))
     if not args.quick:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {os.path.relpath(args.json)}")
         import matplotlib
 

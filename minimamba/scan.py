@@ -634,10 +634,13 @@ def __getattr__(name: str):
 
 
 def _auto_backend(u: torch.Tensor) -> str:
+    """Triton on a GPU when it is usable. Otherwise "chunked" on the CPU: `python -m minimamba.bench`
+    measured it fastest, forward and forward+backward, at every benchmarked size from L = 256 to 16384
+    (results/scan_cpu.json). On a GPU without Triton, "blelloch": 2 log2 L rounds of wide operations,
+    where the chunked scan launches about 2 sqrt(L) rounds of kernels (not measured here)."""
     if u.is_cuda:
         fn, _ = _triton_fn()
-        if fn is not None:
-            return "triton"
+        return "triton" if fn is not None else "blelloch"
     return "chunked"
 
 

@@ -359,3 +359,47 @@ def test_softplus_matches_torch():
     """The loop's written-out softplus equals F.softplus (so the loop is the recurrence we mean)."""
     x = torch.linspace(-5, 5, 11, dtype=torch.float64)
     check_close("softplus", F.softplus(x), torch.log1p(torch.exp(x)), **TOL64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The benchmark's bookkeeping and figure (no timing here: a made-up result)
+
+
+def fake_result() -> dict:
+    rows = []
+    for shape in ((2, 64, 16), (8, 256, 16)):
+        for L in (256, 1024):
+            for mode in ("fwd", "fwd+bwd"):
+                for impl, sec in (("ref", 1.0), ("auto", 0.25), ("mambapy", 0.5), ("blelloch", None)):
+                    rows.append({"batch": shape[0], "d_inner": shape[1], "N": shape[2], "L": L, "mode": mode,
+                                 "impl": impl, "seconds": sec and sec * L / 256, "runs": 5 if sec else 0,
+                                 "note": "" if sec else "skip (memory)", "roofline_s": 1e-3 * L / 256})  # fmt: skip
+    return {"device": "cpu: test", "threads": 2, "torch": torch.__version__, "rows": rows}
+
+
+def test_bench_roofline_bytes_count():
+    from minimamba.bench import roofline_bytes
+
+    # forward reads u, Δ, z and B, C and writes y: 4 (batch, d_inner, L) and 2 (batch, N, L) fp32 tensors
+    assert roofline_bytes(2, 3, 5, 7, backward=False) == 4 * (4 * 2 * 3 * 7 + 2 * 2 * 5 * 7)
+    assert roofline_bytes(2, 3, 5, 7, backward=True) == 4 * (11 * 2 * 3 * 7 + 6 * 2 * 5 * 7)
+
+
+def test_bench_targets_and_figure():
+    import matplotlib.pyplot as plt
+
+    from minimamba.bench import check_targets, table
+    from minimamba.viz.scan import plot_scan_cpu, series
+
+    result = fake_result()
+    lines = check_targets(result)
+    assert lines and all(line.startswith("PASS") for line in lines)
+    assert "skip (memory)" in table(result)
+    s = series(result, (2, 64, 16), "fwd")
+    assert s["auto"] == ([256, 1024], [0.25, 1.0]) and "blelloch" not in s and "roofline" in s
+    fig = plot_scan_cpu(result)
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        assert ax.get_xlabel() == "sequence length L" and ax.get_ylabel() == "median time (s)"
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    plt.close(fig)
