@@ -252,7 +252,8 @@ CPU_DEMO: dict = {
     "lr": 1e-2,
     "steps": 300,
     "eval_lengths": (16, 32, 64, 128),  # half to 4x the training length
-    "eval_size": 256,
+    "eval_every": 50,
+    "eval_size": 128,
     "seed": 0,
 }
 
@@ -288,6 +289,7 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
         c["batch"],
         eval_fn=functools.partial(induction_heads, vocab=c["vocab"]),
         eval_lengths=c["eval_lengths"],
+        eval_every=c["eval_every"],
         eval_size=c["eval_size"],
         eval_batch=c["eval_size"],
         log_every=max(1, c["steps"] // 30),
