@@ -132,3 +132,39 @@ def test_source_paragraph_finds_the_stage():
     assert "first_order_combine" in kernel
     with pytest.raises(ValueError, match="no paragraph of '_two_paragraphs' contains 'third'"):
         vt.source_paragraph(_two_paragraphs, "third")
+
+
+def test_benchmark_rows_from_a_results_file():
+    from minimamba.kernels.selective_scan import bench
+
+    shapes = [list(s) for s in bench.SHAPES]
+    res = {
+        "shapes": shapes,
+        "copy_bytes_per_s": 4e12,
+        "times": [
+            {"impl": "triton (ours)", "mode": "fwd", "dtype": "fp32", "shape": shapes[2], "ms": 2.0},
+            {"impl": "triton (ours)", "mode": "fwd", "dtype": "bf16", "shape": shapes[2], "ms": None},  # OOM
+            {
+                "impl": "minimamba.scan[chunked]",
+                "mode": "fwd",
+                "dtype": "fp32",
+                "shape": shapes[2],
+                "ms": 50.0,
+            },
+            {
+                "impl": "minimamba.scan[blelloch]",
+                "mode": "fwd",
+                "dtype": "fp32",
+                "shape": shapes[2],
+                "ms": 70.0,
+            },
+            {"impl": "mambapy pscan", "mode": "fwd", "dtype": "fp32", "shape": shapes[2], "ms": 1.0},
+        ],
+    }
+    (row,) = vt.benchmark_rows(res)
+    batch, d_inner, L, N = shapes[2]
+    floor_bytes = 4 * (4 * batch * d_inner * L + 2 * batch * N * L)  # read u, delta, z, B, C; write y
+    assert row["shape"] == tuple(shapes[2]) and (row["mode"], row["dtype"]) == ("fwd", "fp32")
+    assert row["ours_ms"] == 2.0 and row["pytorch_ms"] == 50.0  # the fastest of the package's scans only
+    assert row["mamba_ssm_ms"] == bench.MAMBA_SSM_MS[("fwd", "fp32")][2]
+    assert row["floor_ms"] == pytest.approx(floor_bytes / 4e12 * 1e3)

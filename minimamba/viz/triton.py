@@ -19,6 +19,7 @@ from minimamba.viz import figure
 
 __all__ = [
     "H200",
+    "benchmark_rows",
     "block_layout",
     "block_layout_widget",
     "chunk_carry",
@@ -309,3 +310,40 @@ def plot_roofline(
 
 
 figure("triton_roofline")(plot_roofline)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The GPU benchmark, as kernels/selective_scan/bench.py recorded it.
+
+
+def benchmark_rows(res: dict) -> list[dict]:
+    """One row per (mode, dtype, shape) our kernel ran in ``res`` (bench.py's results.json).
+
+    Each row: ``mode``, ``dtype``, ``shape`` and the times in ms of our kernel (``ours_ms``), the fastest
+    PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel (the
+    anchors' figures, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
+    (``floor_ms``).
+    """
+    from minimamba.kernels.selective_scan import bench  # noqa: PLC0415  (imports the kernels)
+
+    shapes = [tuple(s) for s in res["shapes"]]
+    ms = {(r["impl"], r["mode"], r["dtype"], tuple(r["shape"])): r["ms"] for r in res["times"]}
+    torch_impls = sorted({key[0] for key in ms if key[0].startswith("minimamba.scan")})
+    rows = []
+    for (impl, mode, dtype, shape), t in ms.items():
+        if impl != "triton (ours)" or not t:
+            continue
+        pytorch = [ms.get((other, mode, dtype, shape)) for other in torch_impls]
+        pytorch = [p for p in pytorch if p]
+        rows.append(
+            {
+                "mode": mode,
+                "dtype": dtype,
+                "shape": shape,
+                "ours_ms": t,
+                "pytorch_ms": min(pytorch) if pytorch else None,
+                "mamba_ssm_ms": bench.MAMBA_SSM_MS[(mode, dtype)][shapes.index(shape)],
+                "floor_ms": bench.floor_ms(res, shape, dtype, mode),
+            }
+        )
+    return rows
