@@ -301,14 +301,15 @@ def _chunked_core(
     b_at: Callable[[int], torch.Tensor],
     decay: torch.Tensor,
     h0: torch.Tensor | None,
-    emit: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    emit: Callable[[torch.Tensor, int], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The chunked scan. Step t of *every* chunk at once: ``a_at(t)``, ``b_at(t)``: (n_chunks, *rest).
+    """The chunked scan, recorded by autograd step by step (for a, b made one step at a time).
+    Step t of *every* chunk at once: ``a_at(t)``, ``b_at(t)``: (n_chunks, *rest).
 
     1. Each chunk's end state from a zero start (T steps, all chunks at once).
     2. The true state entering each chunk: a scan over the n_chunks (decay, end state) pairs from h0,
        where ``decay`` (n_chunks, *rest) is the product of a over each chunk.
-    3. Each chunk again from its true start (T steps, all chunks at once), emitting h or ``emit(h, t)``.
+    3. Each chunk again from its true start (T steps, all chunks at once), emitting ``emit(h, t)``.
 
     Only multiplications and additions: no division by a cumulative product, so a_t that underflow to 0
     are harmless. Returns (outputs: (T, n_chunks, ...), h after the last step: (*rest)).
@@ -322,7 +323,7 @@ def _chunked_core(
     outs = []
     for t in range(T):
         h = torch.addcmul(b_at(t), a_at(t), h)
-        outs.append(h if emit is None else emit(h, t))
+        outs.append(emit(h, t))
     return torch.stack(outs), ends[-1]
 
 
@@ -518,10 +519,14 @@ def _via_scan(scan_tf: Callable):
 
 def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                             return_last_state=False, *, h0=None, chunk: int | None = None):  # fmt: skip
-    """The chunked scan, fused: exp(ΔA) and ΔBu are made one step (of every chunk) at a time and the C
-    contraction happens in the second pass, so no (batch, d_inner, L, N) tensor exists outside autograd's
-    saved values; only (n_chunks, batch, d_inner, N) slabs, which stay in cache. Δ, u, B, C are padded to
-    whole chunks with zeros (exp(0·A) = 1, ΔBu = 0), which leaves the state unchanged."""
+    """The chunked selective scan; ``chunk`` steps per chunk (default about sqrt(L), see _pick_chunk).
+
+    Small problems (batch·d_inner·L·N <= _SMALL_SCAN) make exp(ΔA) and ΔBu whole and scan them with
+    _ChunkedScan (one autograd node, a hand-written backward): per-operation overhead dominates there.
+    Larger ones make exp(ΔA) and ΔBu one step (of every chunk) at a time and contract with C inside the
+    second pass, so that outside autograd's saved values no (batch, d_inner, L, N) tensor exists, only
+    (n_chunks, batch, d_inner, N) slabs. The threshold was chosen by timing both ways on CPU.
+    Δ, u, B, C are padded to whole chunks with zeros (exp(0·A) = 1, ΔBu = 0: the state is unchanged)."""
     batch, d_inner, L, N = check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
     if L == 0:
         return selective_scan_ref(
