@@ -33,7 +33,9 @@ an unfused scan (the Triton kernel never writes them to memory). They store them
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -597,7 +599,9 @@ def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
 # Dispatch. Each backend has the signature of selective_scan_ref.
 
 
+@functools.cache
 def _triton_fn() -> tuple[Callable | None, str]:
+    """The Triton kernel and why it is usable here, or (None, why not). Decided once per process."""
     from minimamba import env
 
     status = env.triton_status()
@@ -649,9 +653,23 @@ def _auto_backend(u: torch.Tensor) -> str:
     (results/scan_cpu.json). On a GPU without Triton, "blelloch": 2 log2 L rounds of wide operations,
     where the chunked scan launches about 2 sqrt(L) rounds of kernels (not measured here)."""
     if u.is_cuda:
-        fn, _ = _triton_fn()
-        return "triton" if fn is not None else "blelloch"
+        fn, why = _triton_fn()
+        if fn is not None:
+            return "triton"
+        _warn_gpu_fallback(why)
+        return "blelloch"
     return "chunked"
+
+
+@functools.cache
+def _warn_gpu_fallback(why: str) -> None:
+    # Once per process: a GPU run that silently uses a PyTorch scan is 10-100x slower than it should be.
+    warnings.warn(
+        f"selective_scan(backend='auto') on a GPU uses the PyTorch 'blelloch' scan: the Triton kernel is not "
+        f"available ({why}). `python -m minimamba info` says more.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def selective_scan(

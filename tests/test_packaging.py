@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -103,3 +105,22 @@ def test_info_runs():
         [sys.executable, "-m", "minimamba", "info"], check=True, capture_output=True, text=True
     ).stdout
     assert "torch" in out and "scan backends" in out and "ref" in out
+
+
+def test_source_checkout_without_install_finds_the_kernels(tmp_path):
+    """With only PYTHONPATH=<checkout> (no pip install), minimamba.kernels still resolves to kernels/."""
+    import site
+
+    for name in ("minimamba", "kernels"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    # -S: no site processing, so the editable install's import hook is absent; torch comes from site-packages.
+    path = os.pathsep.join([str(tmp_path), *site.getsitepackages()])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", "import minimamba.kernels as k; print(k.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": path, "PATH": os.environ.get("PATH", "")},
+    ).stdout
+    assert out.strip() == str(tmp_path / "kernels" / "__init__.py")

@@ -156,3 +156,19 @@ def test_info_lists_every_backend():
         assert f" {name} " in out, f"`python -m minimamba info` does not list backend {name}:\n{out}"
     for name in scan.BACKENDS:
         assert name in scan.backend_report()
+
+
+def test_auto_on_a_gpu_without_triton_warns_once_and_names_the_reason(monkeypatch):
+    import types
+    import warnings
+
+    from minimamba import scan
+
+    monkeypatch.setattr(scan, "_triton_fn", lambda: (None, "Triton is not installed"))
+    scan._warn_gpu_fallback.cache_clear()
+    fake_cuda_tensor = types.SimpleNamespace(is_cuda=True)
+    with pytest.warns(RuntimeWarning, match="Triton is not installed"):
+        assert scan._auto_backend(fake_cuda_tensor) == "blelloch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scan._auto_backend(fake_cuda_tensor) == "blelloch"  # no second warning
