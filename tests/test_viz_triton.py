@@ -113,7 +113,7 @@ def test_widgets_build(make):
 def test_figures_are_registered():
     from minimamba.viz import FIGURES
 
-    assert {"triton_blocks", "triton_chunk_carry", "triton_io_bytes", "triton_roofline"} <= set(FIGURES)
+    assert {"06_blocks", "06_chunk_carry", "06_io_bytes", "06_roofline"} <= set(FIGURES)
 
 
 def _two_paragraphs():

@@ -117,7 +117,7 @@ def plot_block_layout(n: int = 10, BLOCK: int = 4) -> Figure:
     return fig
 
 
-figure("triton_blocks")(plot_block_layout)
+figure("06_blocks")(plot_block_layout)
 
 
 def block_layout_widget() -> widgets.interactive:
@@ -184,7 +184,7 @@ def plot_chunk_carry(L: int = 48, BLOCK_L: int = 16, decay: float = 0.9, seed: i
     return fig
 
 
-figure("triton_chunk_carry")(plot_chunk_carry)
+figure("06_chunk_carry")(plot_chunk_carry)
 
 
 def chunk_carry_widget() -> widgets.interactive:
@@ -261,7 +261,7 @@ def plot_io_bytes(
     return fig
 
 
-figure("triton_io_bytes")(plot_io_bytes)
+figure("06_io_bytes")(plot_io_bytes)
 
 
 def io_bytes_widget() -> widgets.interactive:
@@ -309,7 +309,7 @@ def plot_roofline(
     return fig
 
 
-figure("triton_roofline")(plot_roofline)
+figure("06_roofline")(plot_roofline)
 
 
 # ------------------------------------------------------------------------------------------------------
