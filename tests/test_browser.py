@@ -195,7 +195,9 @@ def test_widget_in_jupyterlab(lab, browser, notebook, label):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=60_000)
+        # A workspace of its own per notebook: otherwise JupyterLab restores the tabs of the previous test.
+        workspace = notebook.split("_")[0]
+        page.goto(f"{base}/lab/workspaces/nb{workspace}/tree/{notebook}?reset&token={token}", timeout=60_000)
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
         page.wait_for_timeout(2_000)
         dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
