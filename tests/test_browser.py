@@ -159,12 +159,11 @@ def _slider(page, label: str | None):
     return sliders.first
 
 
-def _widget_image(slider):
-    # The figure this slider drives: the first image in the enclosing widget box's output.
-    box = slider.locator(
+def _widget_box(slider):
+    # The outermost widget box around the slider: its controls and the output the slider drives.
+    return slider.locator(
         "xpath=ancestor::div[contains(@class,'widget-vbox') or contains(@class,'widget-box')][last()]"
     )
-    return box.locator("img").first
 
 
 def _stable_src(img, page, differ_from: str | None = None, timeout_s: float = 45.0) -> str:
@@ -214,7 +213,8 @@ def test_widget_in_jupyterlab(lab, browser, notebook, label):
         slider = _slider(page, label)
         slider.scroll_into_view_if_needed()
         readout = slider.locator(".widget-readout")
-        img = _widget_image(slider)
+        box = _widget_box(slider)
+        img = box.locator("img").first  # the figure this slider drives
         img.wait_for(timeout=30_000)
         before_value, before_src = readout.inner_text().strip(), _stable_src(img, page)
 
@@ -224,9 +224,7 @@ def test_widget_in_jupyterlab(lab, browser, notebook, label):
             page.keyboard.press("ArrowRight")
         after_src = _stable_src(img, page, differ_from=before_src)
         after_value = readout.inner_text().strip()
-        page.screenshot(
-            path=str(ARTIFACTS / f"browser_{notebook.removesuffix('.ipynb')}.png"), full_page=False
-        )
+        box.screenshot(path=str(ARTIFACTS / f"browser_{notebook.removesuffix('.ipynb')}.png"))
 
         assert after_value != before_value, (
             f"{notebook}: the slider readout did not change ({before_value!r})"
