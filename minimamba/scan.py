@@ -136,15 +136,19 @@ def _expand_groups(X: torch.Tensor, d_inner: int) -> torch.Tensor:
     return X.repeat_interleave(d_inner // X.shape[1], dim=1)
 
 
+def _effective_delta(delta, delta_bias, delta_softplus: bool, ct: torch.dtype) -> torch.Tensor:
+    """Δ = softplus(delta + delta_bias) (or without softplus) in the compute dtype: (batch, d_inner, L)."""
+    delta = delta.to(ct)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[:, None]
+    return F.softplus(delta) if delta_softplus else delta
+
+
 def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0):
     """Shared pre- and post-processing of every PyTorch backend (upcast, Δ, groups)."""
     batch, d_inner, L, N = check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
     ct = _compute_dtype(u)
-    delta = delta.to(ct)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(ct)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = _effective_delta(delta, delta_bias, delta_softplus, ct)
     B = _expand_groups(B.to(ct), d_inner)
     C = _expand_groups(C.to(ct), d_inner)
     return ct, delta, A.to(ct), B, C
@@ -470,11 +474,7 @@ def _discretize_tf(u, delta, A, B, delta_bias, delta_softplus):
     """exp(ΔA) and ΔBu time-first, (L, batch, d_inner, N), in the compute dtype; Δ is (L, batch, d_inner)."""
     batch, d_inner, L = u.shape
     ct = _compute_dtype(u)
-    delta = delta.to(ct)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(ct)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = _effective_delta(delta, delta_bias, delta_softplus, ct)
     delta_tf = delta.permute(2, 0, 1).contiguous()  # (L, batch, d_inner)
     du_tf = (delta * u.to(ct)).permute(2, 0, 1).contiguous()  # Δu: (L, batch, d_inner)
     dA = torch.exp(delta_tf[..., None] * A.to(ct))  # exp(ΔA): (L, batch, d_inner, N)
@@ -546,11 +546,7 @@ def _selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
         nd = x.dim()
         return x.permute(nd - 1, nd - 2, *range(nd - 2)).contiguous()
 
-    delta = delta.to(ct)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(ct)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = _effective_delta(delta, delta_bias, delta_softplus, ct)
     delta_s = steps_first(delta)[..., None]  # Δ: (T, n_chunks, batch, d_inner, 1)
     B4 = B.to(ct) if B.dim() == 4 else B.to(ct)[:, None]  # (batch, groups, N, L)
     C4 = C.to(ct) if C.dim() == 4 else C.to(ct)[:, None]
