@@ -37,7 +37,7 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
 
 
 def sample_dt(n: int, dt_min: float, dt_max: float, floor: float, generator=None) -> torch.Tensor:
-    """n values of Δ drawn log-uniform in [dt_min, dt_max], clamped below at ``floor`` (§3.6), fp32."""
+    """n values of Δ drawn log-uniform in [dt_min, dt_max], clamped below at ``floor`` (range from §3.6; log-uniform and the floor as in mamba_ssm), fp32."""
     log_dt = torch.rand(n, generator=generator) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
     return torch.exp(log_dt).clamp(min=floor)  # (n,)
 

@@ -37,12 +37,12 @@ class MambaConfig:
     d_model: int  # width of the residual stream (768 for mamba-130m)
     n_layer: int  # number of residual Mamba blocks (24 for mamba-130m)
     vocab_size: int  # tokens the tokenizer can produce (50277 for GPT-NeoX); padded for the embedding
-    d_state: int = 16  # N: state size per channel; §4.3 / Table 10 find 16 enough once selective
+    d_state: int = 16  # N: state size per channel; a larger N helps once B, C are selective (Table 10)
     d_conv: int = 4  # width of the causal depthwise conv before the SSM (mixes the last 4 tokens)
     expand: int = 2  # E: d_inner = E * d_model, the block's inner width (Fig. 3)
     dt_rank: int | str = "auto"  # R: rank of the Δ projection; "auto" = ceil(d_model/16), saves parameters
     dt_min: float = 0.001  # smallest Δ at init: Δ's range sets the time scales a channel remembers
-    dt_max: float = 0.1  # largest Δ at init (§3.6: Δ initialized log-uniform in [0.001, 0.1])
+    dt_max: float = 0.1  # largest Δ at init (§3.6: Δ in [0.001, 0.1]; log-uniform as in mamba_ssm)
     dt_init: str = "random"  # dt_proj.weight init: "random" uniform ±dt_rank^-0.5·dt_scale, or "constant"
     dt_scale: float = 1.0  # multiplies that init range
     dt_init_floor: float = 1e-4  # sampled Δ are clamped below at this, so softplus⁻¹ stays finite

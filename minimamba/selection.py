@@ -65,7 +65,7 @@ class S6(nn.Module):
         with torch.no_grad():
             std = dt_rank**-0.5
             self.dt_proj.weight.uniform_(-std, std)
-            # softplus(bias) = Δ drawn log-uniform in [dt_min, dt_max] (§3.6)
+            # softplus(bias) = Δ drawn log-uniform in [dt_min, dt_max] (§3.6; log-uniform as in mamba_ssm)
             self.dt_proj.bias.copy_(inverse_softplus(sample_dt(d_inner, dt_min, dt_max, floor=1e-4)))
         A = torch.arange(1, N + 1, dtype=torch.float32).repeat(d_inner, 1)  # (d_inner, N) = 1..N
         self.A_log = nn.Parameter(torch.log(A))  # A = −exp(A_log) stays negative while training

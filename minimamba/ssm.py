@@ -1,7 +1,7 @@
 """Continuous-time state space models (Mamba §2, Eq. 1a/1b) and the matrices Mamba starts from.
 
     h'(t) = A h(t) + B u(t)          (Eq. 1a; the paper names the input x(t), we follow mamba_ssm and say u)
-    y(t)  = C h(t) + D u(t)          (Eq. 1b; D is the skip connection the paper adds later)
+    y(t)  = C h(t) + D u(t)          (Eq. 1b has no D; the skip term D u is mamba_ssm's)
 
 One input, one output, N states. Shapes, everywhere in this module:
 

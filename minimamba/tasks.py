@@ -100,7 +100,7 @@ def selective_copying(
     Each sequence is ``L`` noise tokens in which ``k`` positions (distinct, sorted, drawn uniformly) hold data
     tokens drawn uniformly from ``1 … vocab-2``, followed by ``k`` marker tokens (``vocab-1``). At the ``i``-th
     marker the model must output the ``i``-th data token, so the answer needs the content of the sequence, not
-    only positions. The paper uses L = 4096, k = 16, vocab = 16.
+    only positions. The paper uses sequences of length 4096, k = 16, vocab = 16 (App. E.1).
 
     Args:
         batch: number of sequences. L: length of the noisy part (>= k + 1). k: data tokens per sequence.

@@ -32,7 +32,7 @@ __all__ = [
     "plot_param_breakdown",
 ]
 
-#: The pretrained sizes (Table 12 / the state-spaces/mamba-* config.json): name -> (d_model, n_layer)
+#: The pretrained sizes (Table 3 / the state-spaces/mamba-* config.json): name -> (d_model, n_layer)
 PAPER_SIZES = {
     "130M": (768, 24),
     "370M": (1024, 48),
@@ -253,7 +253,7 @@ def plot_param_breakdown() -> Figure:
         bottom += share
     for i, t in enumerate(totals):
         ax.text(i, 101, f"{t / 1e6:.0f}M", ha="center", va="bottom", fontsize=9)
-    ax.set_xlabel("model (d_model / n_layer from Table 12)")
+    ax.set_xlabel("model (d_model / n_layer of the released checkpoints)")
     ax.set_ylabel("share of parameters (%)")
     ax.set_ylim(0, 112)
     ax.legend(fontsize=8, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -189,7 +189,7 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
-#: the five pretrained Mamba sizes (Table 12 / the state-spaces checkpoints): name -> d_model; d_inner = 2 d_model
+#: the five pretrained Mamba sizes (Table 3 / the state-spaces checkpoints): name -> d_model; d_inner = 2 d_model
 MAMBA_SIZES = {"130m": 768, "370m": 1024, "790m": 1536, "1.4b": 2048, "2.8b": 2560}
 
 
