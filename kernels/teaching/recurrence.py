@@ -8,8 +8,8 @@
        h_t = a_t · h_{t-1} + b_t,        h_{-1} = h0 (zeros by default),
 
    which is the selective scan for one channel d and one state n (a_t = exp(Δ_t A), b_t = Δ_t B_t u_t,
-   Mamba §2, equation (2a); Algorithm 2 in §3.2). One program per row; the whole row sits in one block and is scanned by
-   ``tl.associative_scan`` with the operator on pairs (a, b)
+   Mamba §2, equation (2a); Algorithm 2 in §3.2). One program per row; the whole row sits in one block
+   and is scanned by ``tl.associative_scan`` with the operator on pairs (a, b)
 
        (a_1, b_1) ∘ (a_2, b_2) = (a_1 a_2,  a_2 b_1 + b_2).
 
