@@ -7,7 +7,7 @@ every experiment in its own process, in parallel on one GPU (the models are tiny
 bound a step), each stopping itself after ``--budget-seconds`` of training.
 
     PYTHONPATH=. python scripts/run_synthetic.py --out results                        # the GPU run
-    PYTHONPATH=. python scripts/run_synthetic.py --out /tmp/r --tiny --device cpu     # a smoke test on CPU
+    PYTHONPATH=. python scripts/run_synthetic.py --out smoke-results --tiny --device cpu     # a smoke test on CPU
 
 Each experiment writes ``<out>/synthetic_<name>.json`` (minimamba.train.save_results: config, history with
 learning curves and the final accuracy per test length, meta with device, versions, scan backend, sizes) and,

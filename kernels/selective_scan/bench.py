@@ -4,7 +4,7 @@
     python -m minimamba.kernels.selective_scan.bench --redraw           # anywhere: figure + RESULTS.md
                                                                         # from the committed results.json
 
-Inputs as in /work/shared/anchors (u, z, B, C ~ N(0,1); delta = 0.5·N(0,1) before softplus; delta_bias =
+Inputs as in the anchor measurements (u, z, B, C ~ N(0,1); delta = 0.5·N(0,1) before softplus; delta_bias =
 softplus⁻¹(U[1e-3, 1e-1]); A = −exp(log(1..16) + 0.1·N(0,1)); D = 1 + 0.1·N(0,1)); timing is
 ``triton.testing.do_bench``'s median (CUDA events, L2 flushed); forward under ``no_grad``; forward+backward
 = forward + ``autograd.grad`` with respect to all 8 inputs. mamba_ssm's figures are the anchors' (cited,
@@ -34,7 +34,7 @@ ROOT = HERE.parent.parent
 SHAPES = [(8, 1536, 512, 16), (8, 1536, 2048, 16), (8, 1536, 8192, 16), (1, 1536, 65536, 16)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# /work/shared/anchors/h200-selective-scan.md (measured 2026-11-28 on one H200; mamba-ssm 2.3.2.post1)
+# the project's anchor file h200-selective-scan.md (measured 2026-11-28 on one H200; mamba-ssm 2.3.2.post1)
 ANCHOR_SOURCE = "anchors/h200-selective-scan.md (H200, torch 2.11, triton 3.6, mamba-ssm 2.3.2.post1)"
 MAMBA_SSM_MS = {
     ("fwd", "fp32"): [0.239, 0.879, 3.753, 3.888],

@@ -9,11 +9,11 @@ shift
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR"
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
+  SITE=$(mktemp -d)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+    && export PYTHONPATH=$SITE
 fi
-# minimamba.kernels lives in kernels/ (installed under that name); a link makes it importable in place
-[ -e minimamba/kernels ] || ln -s ../kernels minimamba/kernels
+# minimamba.kernels lives in kernels/: `import minimamba` finds it in a source checkout (PYTHONPATH=.)
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT_DIR/nvidia-smi.txt"
 timeout 120 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py -q -s -p no:cacheprovider -p no:logging --tb=short 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
