@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-__all__ = ["FIGURES", "figure", "load_all", "save_all"]
+__all__ = ["FIGURES", "figure", "load_all", "show"]
 
 #: name -> function returning a matplotlib Figure (filled by the @figure decorator in submodules)
 FIGURES: dict[str, Callable] = {}
@@ -40,3 +40,11 @@ def load_all() -> dict[str, Callable]:
         if not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
     return FIGURES
+
+
+def show(fig) -> None:
+    """Display ``fig`` in the current output (a widget's Output area included), then free it."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (lazy: `python -m minimamba.viz` picks the backend first)
+
+    plt.show()
+    plt.close(fig)

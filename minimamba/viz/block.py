@@ -18,7 +18,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from minimamba.block import inverse_softplus, sample_dt
 from minimamba.config import MambaConfig
-from minimamba.viz import figure
+from minimamba.viz import figure, show
 
 __all__ = [
     "PAPER_SIZES",
@@ -164,15 +164,10 @@ def _plot_dt_init_default() -> Figure:
     return plot_dt_init()
 
 
-def _show(fig: Figure) -> None:
-    plt.show()
-    plt.close(fig)
-
-
 def dt_init_widget() -> widgets.interactive:
     """Sliders (log scale) for dt_min and dt_max over :func:`plot_dt_init`."""
     return widgets.interactive(
-        lambda dt_min, dt_max: _show(plot_dt_init(dt_min, max(dt_min, dt_max))),
+        lambda dt_min, dt_max: show(plot_dt_init(dt_min, max(dt_min, dt_max))),
         dt_min=widgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=0, step=0.1, description="dt_min"),
         dt_max=widgets.FloatLogSlider(value=1e-1, base=10, min=-4, max=0, step=0.1, description="dt_max"),
     )

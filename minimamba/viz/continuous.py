@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from minimamba.ssm import impulse_response, legendre_reconstruct, legs_memory, simulate, step_response
-from minimamba.viz import figure
+from minimamba.viz import figure, show
 
 __all__ = [
     "INPUTS",
@@ -111,16 +111,21 @@ def response_update(
     }
 
 
+def _plot_eigenvalues(ax, eigenvalues, xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
+    """The eigenvalues of A in the complex plane, over the shaded stable half-plane Re λ < 0."""
+    ax.axvspan(xlim[0], 0, color="C2", alpha=0.12, label="stable: Re λ < 0")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.plot(eigenvalues.real, eigenvalues.imag, "x", ms=10, mew=2, color="C3", label="eigenvalues")
+    ax.set(xlim=xlim, ylim=ylim, xlabel="Re λ", ylabel="Im λ", title="eigenvalues of A")
+    ax.legend(loc="center left", fontsize=8)
+
+
 def plot_response(re: float = -0.5, im: float = 2.0, kind: str = "step") -> Figure:
     """Left: the eigenvalues in the complex plane (shaded: the stable half-plane). Right: u and y."""
     d = response_update(re, im, kind)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained", width_ratios=(1, 2.2))
-    ax0.axvspan(-3, 0, color="C2", alpha=0.12, label="stable: Re λ < 0")
-    ax0.axhline(0, color="0.6", lw=0.8)
-    ax0.axvline(0, color="0.6", lw=0.8)
-    ax0.plot(d["eigenvalues"].real, d["eigenvalues"].imag, "x", ms=10, mew=2, color="C3", label="eigenvalues")
-    ax0.set(xlim=(-3, 1.5), ylim=(-6.5, 6.5), xlabel="Re λ", ylabel="Im λ", title="eigenvalues of A")
-    ax0.legend(loc="center left", fontsize=8)
+    _plot_eigenvalues(ax0, d["eigenvalues"], xlim=(-3, 1.5), ylim=(-6.5, 6.5))
     if kind != "impulse":
         ax1.plot(d["t"], d["u"], color="0.6", lw=1, label=f"input u ({kind})")
     ax1.plot(d["t"], d["y"], color="C0", label="output y")
@@ -134,15 +139,10 @@ def plot_response(re: float = -0.5, im: float = 2.0, kind: str = "step") -> Figu
     return fig
 
 
-def _show(fig: Figure) -> None:
-    plt.show()
-    plt.close(fig)
-
-
 def response_widget() -> widgets.interactive:
     """Sliders for the eigenvalue re ± i·im and a dropdown for the input, over :func:`plot_response`."""
     return widgets.interactive(
-        lambda re, im, kind: _show(plot_response(re, im, kind)),
+        lambda re, im, kind: show(plot_response(re, im, kind)),
         re=widgets.FloatSlider(value=-0.5, min=-2.5, max=1.0, step=0.1, description="Re λ"),
         im=widgets.FloatSlider(value=2.0, min=0.0, max=6.0, step=0.25, description="Im λ"),
         kind=widgets.Dropdown(options=INPUTS, value="step", description="input"),
@@ -170,13 +170,8 @@ def plot_oscillator(k: float = 4.0, c: float = 0.5) -> Figure:
     """The mass–spring's eigenvalues and its impulse and step responses."""
     d = oscillator_responses(k, c)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained", width_ratios=(1, 2.2))
-    ax0.axvspan(-1, 0, color="C2", alpha=0.12, label="stable: Re λ < 0")
-    ax0.axhline(0, color="0.6", lw=0.8)
-    ax0.axvline(0, color="0.6", lw=0.8)
-    ax0.plot(d["eigenvalues"].real, d["eigenvalues"].imag, "x", ms=10, mew=2, color="C3", label="eigenvalues")
-    ax0.set(xlim=(-1, 0.5), ylim=(-3, 3), xlabel="Re λ", ylabel="Im λ", title="eigenvalues of A")
+    _plot_eigenvalues(ax0, d["eigenvalues"], xlim=(-1, 0.5), ylim=(-3, 3))
     ax0.set_xticks([-1, -0.5, 0, 0.5])
-    ax0.legend(loc="center left", fontsize=8)
     ax1.plot(d["t"], d["impulse"], label="impulse response $Ce^{tA}B$")
     ax1.plot(d["t"], d["step"], label="step response $CA^{-1}(e^{tA}-I)B$")
     ax1.axhline(1 / k, color="0.6", ls="--", lw=1, label=f"rest position under a unit force, 1/k = {1 / k:g}")

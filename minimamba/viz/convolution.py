@@ -23,7 +23,7 @@ from minimamba import env
 from minimamba.discretize import zoh
 from minimamba.lti import conv_matrix, kernel_effective_length, lti_convolution, lti_recurrent, ssm_kernel
 from minimamba.ssm import impulse_response, s4d_real
-from minimamba.viz import figure
+from minimamba.viz import figure, show
 
 __all__ = [
     "copying_examples",
@@ -125,18 +125,13 @@ def plot_kernel(delta: float = 0.1, N: int = 16, L: int = 64, C: str = "ones") -
     return fig
 
 
-def _show(fig: Figure) -> None:
-    plt.show()
-    plt.close(fig)
-
-
 def kernel_widget() -> widgets.interactive:
     """Sliders for Δ, N and C over :func:`plot_kernel` (L = 64 steps).
 
     Δ is a linear slider (a log slider's handle reports the exponent, not the value) in steps of 0.02.
     """
     return widgets.interactive(
-        lambda delta, N, C: _show(plot_kernel(delta, N, 64, C)),
+        lambda delta, N, C: show(plot_kernel(delta, N, 64, C)),
         delta=widgets.FloatSlider(
             value=0.1, min=0.02, max=1.0, step=0.02, readout_format=".2f", description="Δ"
         ),

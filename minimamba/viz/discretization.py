@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from minimamba.discretize import METHODS, discretize, mamba_discretize, zoh
 from minimamba.lti import lti_recurrent
 from minimamba.ssm import simulate, step_response
-from minimamba.viz import figure
+from minimamba.viz import figure, show
 
 __all__ = [
     "INPUTS",
@@ -138,15 +138,10 @@ def plot_trajectory(
     return fig
 
 
-def _show(fig: Figure) -> None:
-    plt.show()
-    plt.close(fig)
-
-
 def trajectory_widget() -> widgets.interactive:
     """A Δ slider and dropdowns for the method, the system and the input, over :func:`plot_trajectory`."""
     return widgets.interactive(
-        lambda delta, method, system_name, kind: _show(plot_trajectory(delta, method, system_name, kind)),
+        lambda delta, method, system_name, kind: show(plot_trajectory(delta, method, system_name, kind)),
         delta=widgets.FloatSlider(value=0.25, min=0.05, max=2.0, step=0.05, description="Δ"),
         method=widgets.Dropdown(options=list(METHODS), value="euler", description="method"),
         system_name=widgets.Dropdown(options=SYSTEMS, value="decay", description="system"),

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from minimamba.lti import lti_convolution
 from minimamba.scan import selective_scan_ref
 from minimamba.tasks import NOISE, selective_copying
-from minimamba.viz import figure
+from minimamba.viz import figure, show
 
 __all__ = [
     "GATE_TOKENS",
@@ -265,11 +265,6 @@ def plot_gate(x: Sequence[float] = GATE_TOKENS, log10_delta: Sequence[float] | N
 figure("04_delta_gate")(plot_gate)
 
 
-def _show(fig: Figure) -> None:
-    plt.show()
-    plt.close(fig)
-
-
 def gate_widget() -> widgets.VBox:
     """One slider per token of :data:`GATE_TOKENS` for log10 Δ_t, over :func:`plot_gate`."""
     default = [1.0, -2.0, -2.0, 1.0, -2.0, -2.0, -2.0, 0.0]
@@ -281,7 +276,7 @@ def gate_widget() -> widgets.VBox:
         for i, (v, x) in enumerate(zip(default, GATE_TOKENS))
     }  # fmt: skip
     out = widgets.interactive_output(
-        lambda **kw: _show(plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])), sliders
+        lambda **kw: show(plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])), sliders
     )
     grid = widgets.GridBox(
         list(sliders.values()), layout=widgets.Layout(grid_template_columns="repeat(2, 48%)")
