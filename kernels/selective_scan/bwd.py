@@ -1,32 +1,34 @@
-"""The fused selective scan, backward: recompute the states, scan the adjoint backwards, reduce.
+"""The fused selective scan, backward: recompute the states, run the adjoint backwards, reduce.
 
 Forward (per batch b, channel d, state n; see fwd.py):  a_t = exp(Δ_t A),  x_t = Δ_t B_t u_t,
 h_t = a_t h_{t-1} + x_t,  y'_t = C_t·h_t + D u_t,  y_t = y'_t · silu(z_t).
 
-Given dy, with g_t = dy_t · silu(z_t) the gradient of y'_t, the adjoint λ_t = ∂loss/∂h_t obeys a scan
-that runs backwards in time (the transpose of the forward recurrence):
+Given dy, with g_t = dy_t · silu(z_t) the gradient of y'_t, the adjoint λ_t = ∂loss/∂h_t obeys the
+transposed recurrence, which runs backwards in time:
 
-    λ_t = a_{t+1} λ_{t+1} + g_t C_t,         λ_{L-1} = g_{L-1} C_{L-1} + dh_last
+    λ_t = g_t C_t + μ_t,     μ_t = a_{t+1} λ_{t+1}   (μ = dh_last after the last step)
 
 and every gradient is a product of λ with something the forward had (Mamba §3.3.2, "recomputation": the
-states h are not stored; each block of BLOCK_L steps recomputes them from the state saved at its start):
+states h are not stored; they are recomputed from the state the forward saved every CHUNK steps):
 
     dC_t = Σ_d g_t h_t          dB_t = Σ_d λ_t Δ_t u_t          dD = Σ_t g_t u_t
     du_t = Δ_t Σ_n λ_t B_t + D g_t
-    dΔ_t = u_t Σ_n λ_t B_t + Σ_n λ_t (a_t h_{t-1}) A       (a_t h_{t-1} = h_t − x_t: no shift needed)
-    dA   = Σ_t λ_t (a_t h_{t-1}) Δ_t                        dh0 = a_0 λ_0
+    dΔ_t = u_t Σ_n λ_t B_t + Σ_n λ_t (a_t h_{t-1}) A        (a_t h_{t-1} = h_t − x_t)
+    dA   = Σ_t λ_t (a_t h_{t-1}) Δ_t                         dh0 = μ before the first step = a_0 λ_0
     dz_t = dy_t · y'_t · silu'(z_t),   ddelta = dΔ · sigmoid(delta + delta_bias) with softplus
 
-The backward scan: ``tl.associative_scan(reverse=True)`` has returned wrong results on GPUs (triton#4362,
-#8412), so the kernel flips the block along time (``tl.flip``), scans forwards, and flips λ back. Blocks
-are visited from the last to the first, carrying λ between them.
+**Layout**, as in the forward: one thread per channel with all N states in its registers, 32 · num_warps
+channels per program, 4 steps per tile. The sums over states (Σ_n) stay inside the thread; the sums over
+channels (dB, dC) cross the threads of the program and then the programs (fp32 atomics).
 
-Reductions over channels (dB, dC: per (b, n, t); dA, dD, ddelta_bias: per channel) use fp32 atomics: each
-program adds the sum over its BLOCK_D channels (and its sequence) once.
+**Order.** Blocks of CHUNK = 8 steps, from the last to the first. For one block: advance the saved state
+over its first 4 steps (the state in the middle), then the last 4 steps backwards, then the first 4
+backwards — each 4-step tile recomputes its states forwards, keeps them in registers, and walks them
+backwards. No (batch, d_inner, L, N) tensor is ever written.
 
-Tiles are (time, channel, state) = (BLOCK_L, BLOCK_D, BLOCK_N), time slowest, as in the forward: each
-thread keeps a block of time steps of one (channel, state) pair in registers, so both scans run inside
-the thread (README.md, "Layout").
+**Segments** (few sequences · channels): as in the forward, a first pass (``STATE_ONLY``) runs the adjoint
+of every segment from μ = 0 and keeps the μ it ends with; the main pass starts each segment from the μ
+combined from the segments after it: μ_in[s] = exp(A · ΣΔ[s+1]) ⊙ μ_in[s+1] + μ_end[s+1].
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fwd import LOG2E, _pow2, combine, pick_block_d, softplus
+from .fwd import CHUNK, LOG2E, _pow2, join4, pick_block_d, pick_seg_len, softplus, split4
 
 __all__ = ["selective_scan_bwd"]
 
@@ -46,17 +48,125 @@ LAST: list = []
 
 
 @triton.jit
+def _step_grads(lam, h, x, dt, u, g, B, C, b_A, b_dA):
+    """The gradients of one step t, given λ_t, h_t and x_t = Δ_t u_t B_t (all (BLOCK_D, BLOCK_N)).
+
+    Returns dΔ_t (before softplus'), Σ_n λ B, dB_t and dC_t (summed over the program's channels), C·h
+    (y' without D u) and the updated dA partial sum.
+    """
+    q = lam * (h - x)  # λ_t ⊙ a_t h_{t-1}
+    s_lb = tl.sum(lam * B[None, :], axis=1)  # (BLOCK_D,)
+    ddt = u * s_lb + tl.sum(q * b_A, axis=1)
+    b_dA += q * dt[:, None]
+    dB = tl.sum(lam * (dt * u)[:, None], axis=0)  # (BLOCK_N,) over the channels of the program
+    dC = tl.sum(g[:, None] * h, axis=0)
+    yp = tl.sum(h * C[None, :], axis=1)
+    return ddt, s_lb, dB, dC, yp, b_dA
+
+
+@triton.jit
+def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA):
+    """Four steps backwards. b_h: the state before the tile; b_mu: a_{t+1} λ_{t+1} after the tile.
+
+    Returns μ before the tile, the (BLOCK_D, 4) tiles dΔ, Σ_n λB, y' − D u, the (BLOCK_N, 4) tiles dB, dC
+    and dA.
+    """
+    dt0, dt1, dt2, dt3 = split4(b_dt)
+    u0, u1, u2, u3 = split4(b_u)
+    g0, g1, g2, g3 = split4(b_g)
+    B0, B1, B2, B3 = split4(b_B)
+    C0, C1, C2, C3 = split4(b_C)
+    # recompute the 4 states forwards and keep them
+    x0 = (dt0 * u0)[:, None] * B0[None, :]
+    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + x0
+    x1 = (dt1 * u1)[:, None] * B1[None, :]
+    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + x1
+    x2 = (dt2 * u2)[:, None] * B2[None, :]
+    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + x2
+    x3 = (dt3 * u3)[:, None] * B3[None, :]
+    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + x3
+    # walk them backwards: λ_t = g_t C_t + μ, then μ ← a_t λ_t (a_t recomputed: fewer registers)
+    lam = g3[:, None] * C3[None, :] + b_mu
+    ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(lam, h3, x3, dt3, u3, g3, B3, C3, b_A, b_dA)
+    b_mu = tl.exp2(dt3[:, None] * b_A2) * lam
+    lam = g2[:, None] * C2[None, :] + b_mu
+    ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(lam, h2, x2, dt2, u2, g2, B2, C2, b_A, b_dA)
+    b_mu = tl.exp2(dt2[:, None] * b_A2) * lam
+    lam = g1[:, None] * C1[None, :] + b_mu
+    ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(lam, h1, x1, dt1, u1, g1, B1, C1, b_A, b_dA)
+    b_mu = tl.exp2(dt1[:, None] * b_A2) * lam
+    lam = g0[:, None] * C0[None, :] + b_mu
+    ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(lam, h0, x0, dt0, u0, g0, B0, C0, b_A, b_dA)
+    b_mu = tl.exp2(dt0[:, None] * b_A2) * lam
+    return (
+        b_mu,
+        join4(ddt0, ddt1, ddt2, ddt3),
+        join4(slb0, slb1, slb2, slb3),
+        join4(yp0, yp1, yp2, yp3),
+        join4(dB0, dB1, dB2, dB3),
+        join4(dC0, dC1, dC2, dC3),
+        b_dA,
+    )
+
+
+@triton.jit
+def _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2):
+    """Four steps of the adjoint alone (the segment pass): μ ← a_t (g_t C_t + μ), t from last to first."""
+    dt0, dt1, dt2, dt3 = split4(b_dt)
+    g0, g1, g2, g3 = split4(b_g)
+    C0, C1, C2, C3 = split4(b_C)
+    b_mu = tl.exp2(dt3[:, None] * b_A2) * (g3[:, None] * C3[None, :] + b_mu)
+    b_mu = tl.exp2(dt2[:, None] * b_A2) * (g2[:, None] * C2[None, :] + b_mu)
+    b_mu = tl.exp2(dt1[:, None] * b_A2) * (g1[:, None] * C1[None, :] + b_mu)
+    b_mu = tl.exp2(dt0[:, None] * b_A2) * (g0[:, None] * C0[None, :] + b_mu)
+    return b_mu
+
+
+@triton.jit
+def _load_tile(p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, t0, t_end, b_bias,
+               HAS_Z: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):
+    """The 4 steps from t0: Δ (0 past t_end), the raw Δ + bias, u, z, dy, g = dy·silu(z), B, C."""
+    o_l = t0 + tl.arange(0, 4)
+    m_l = o_l < t_end
+    o_dl = o_row_d[:, None] + o_l[None, :]
+    m_dl = m_d[:, None] & m_l[None, :]
+    o_nl = o_row_n[:, None] + o_l[None, :]
+    m_nl = m_n[:, None] & m_l[None, :]
+    b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    b_raw = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    b_dy = tl.load(p_dy + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0)
+    b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0)
+    if HAS_DELTA_BIAS:
+        b_raw += b_bias[:, None]
+    if DELTA_SOFTPLUS:
+        b_dt = softplus(b_raw)
+    else:
+        b_dt = b_raw
+    b_dt = tl.where(m_dl, b_dt, 0.0)
+    if HAS_Z:
+        b_z = tl.load(p_z + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_sig = tl.sigmoid(b_z)
+        b_g = b_dy * b_z * b_sig
+    else:
+        b_z = b_dy
+        b_sig = b_dy
+        b_g = b_dy
+    return o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C
+
+
+@triton.jit(do_not_specialize=["s_n"])
 def selective_scan_bwd_kernel(
     # ---- what the forward had (contiguous) ----
     p_u,  # (batch, d_inner, L)
     p_delta,  # (batch, d_inner, L) raw time step
     p_A,  # (d_inner, N) fp32
-    p_B,  # (batch, groups, N, L)
-    p_C,  # (batch, groups, N, L)
+    p_B,  # (batch, groups, N, L) fp32
+    p_C,  # (batch, groups, N, L) fp32
     p_D,  # (d_inner,) fp32 (HAS_D)
     p_z,  # (batch, d_inner, L) (HAS_Z)
     p_delta_bias,  # (d_inner,) fp32 (HAS_DELTA_BIAS)
-    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32: the state entering each block, saved by the forward
+    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32: the state entering every CHUNK steps
     # ---- incoming gradients ----
     p_dy,  # (batch, d_inner, L)
     p_dh_last,  # (batch, d_inner, N) fp32 (HAS_DH_LAST)
@@ -70,16 +180,22 @@ def selective_scan_bwd_kernel(
     p_dD,  # (d_inner,) fp32, zeroed (HAS_D)
     p_ddelta_bias,  # (d_inner,) fp32, zeroed (HAS_DELTA_BIAS)
     p_dh0,  # (batch, d_inner, N) fp32 (NEED_DH0)
+    p_seg_mu,  # (batch, d_inner, n_seg, N) fp32: per segment, μ before its first step from μ = 0 after it
+    p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
     # ---- sizes ----
     d_inner,
     L,
     N,
     d_per_group,
-    n_chunks,
+    seg_len,  # a multiple of CHUNK
+    s_n,  # 1, hidden from the compiler (see fwd.py)
     # ---- compile-time switches ----
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    BLOCK_L: tl.constexpr,  # must equal the forward's block length (the saved states sit at its edges)
+    CHUNK: tl.constexpr,  # must be 8 and equal the forward's (the saved states sit at its edges)
+    STAGES: tl.constexpr,
+    STATE_ONLY: tl.constexpr,
+    HAS_SEG: tl.constexpr,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -87,9 +203,12 @@ def selective_scan_bwd_kernel(
     HAS_DH_LAST: tl.constexpr,
     NEED_DH0: tl.constexpr,
 ):
+    tl.static_assert(CHUNK == 8, "the backward walks blocks of two 4-step tiles")
     # ---- 1. ownership and offsets, as in the forward ----
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
+    i_s = tl.program_id(2)
+    n_seg = tl.num_programs(2)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
     m_d = o_d < d_inner
     o_n = tl.arange(0, BLOCK_N)
@@ -98,7 +217,9 @@ def selective_scan_bwd_kernel(
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L
     o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L
-    o_state = (i_b * d_inner + o_d[:, None]) * N + o_n[None, :]
+    o_n = o_n * s_n
+    o_bd = i_b * d_inner + o_d[:, None]
+    o_state = o_bd * N + o_n[None, :]
     m_state = m_d[:, None] & m_n[None, :]
 
     b_A = tl.load(p_A + o_d[:, None] * N + o_n[None, :], mask=m_state, other=0.0)
@@ -107,122 +228,109 @@ def selective_scan_bwd_kernel(
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(p_delta_bias + o_d, mask=m_d, other=0.0)
-    if HAS_DH_LAST:
-        b_lam = tl.load(p_dh_last + o_state, mask=m_state, other=0.0)  # λ entering from the future
     else:
-        b_lam = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+
+    # ---- 2. μ after this segment: dh_last for the last one, combined from the later ones otherwise ----
+    if HAS_DH_LAST:
+        b_mu = tl.load(p_dh_last + o_state, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == n_seg - 1), other=0.0)
+    else:
+        b_mu = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    if HAS_SEG and not STATE_ONLY:
+        for k in range(0, n_seg - 1 - i_s):
+            j = n_seg - 1 - k
+            b_dsum = tl.load(p_seg_dsum + (i_b * d_inner + o_d) * n_seg + j, mask=m_d, other=0.0)
+            b_mend = tl.load(p_seg_mu + (o_bd * n_seg + j) * N + o_n[None, :], mask=m_state, other=0.0)
+            b_mu = tl.exp2(b_dsum[:, None] * b_A2) * b_mu + b_mend
+
     b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # per-program partial sums
     b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
     b_ddb = tl.zeros([BLOCK_D], dtype=tl.float32)
-    m_last = tl.arange(0, BLOCK_L) == BLOCK_L - 1
+    b_dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
 
-    # ---- 2. blocks from the last to the first; tiles are (time, channel, state) as in the forward ----
-    for i in range(n_chunks):
-        i_c = n_chunks - 1 - i
-        o_l = i_c * BLOCK_L + tl.arange(0, BLOCK_L)
-        m_l = o_l < L
-        m_ld = m_l[:, None] & m_d[None, :]
-        m_ln = m_l[:, None] & m_n[None, :]
-        o_ld = o_l[:, None] + o_row_d[None, :]
-        o_ln = o_l[:, None] + o_row_n[None, :]
-        b_u = tl.load(p_u + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-        b_dt = tl.load(p_delta + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-        b_B = tl.load(p_B + o_ln, mask=m_ln, other=0.0).to(tl.float32)
-        b_C = tl.load(p_C + o_ln, mask=m_ln, other=0.0).to(tl.float32)
-        b_dy = tl.load(p_dy + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-        # Δ at t and at t+1 (a_{t+1} drives the adjoint); Δ = 0 past the end, so a = 1 there
-        m_ld1 = (o_l[:, None] + 1 < L) & m_d[None, :]
-        b_dt1 = tl.load(p_delta + o_ld + 1, mask=m_ld1, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            b_dt += b_bias[None, :]
-            b_dt1 += b_bias[None, :]
-        if DELTA_SOFTPLUS:
-            b_delta = softplus(b_dt)
-            b_delta1 = softplus(b_dt1)
+    # ---- 3. blocks of 8 steps from the last to the first ----
+    t_start = i_s * seg_len
+    t_end = tl.minimum(t_start + seg_len, L)
+    c_lo = t_start // 8
+    c_hi = tl.cdiv(t_end, 8)
+    n_chunks = tl.cdiv(L, 8)
+    for i in tl.range(0, c_hi - c_lo, num_stages=STAGES):
+        c = c_hi - 1 - i
+        # the block's two tiles: steps 8c … 8c+3 ("a") and 8c+4 … 8c+7 ("b")
+        o_dla, m_dla, o_nla, m_nla, u_a, raw_a, dt_a, dy_a, z_a, sig_a, g_a, B_a, C_a = _load_tile(
+            p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8, t_end, b_bias,
+            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+        o_dlb, m_dlb, o_nlb, m_nlb, u_b, raw_b, dt_b, dy_b, z_b, sig_b, g_b, B_b, C_b = _load_tile(
+            p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4, t_end, b_bias,
+            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+        if STATE_ONLY:
+            b_dsum += tl.sum(dt_a, axis=1) + tl.sum(dt_b, axis=1)
+            b_mu = _tile_adjoint(b_mu, dt_b, g_b, C_b, b_A2)
+            b_mu = _tile_adjoint(b_mu, dt_a, g_a, C_a, b_A2)
         else:
-            b_delta = b_dt
-            b_delta1 = b_dt1
-        b_delta = tl.where(m_ld, b_delta, 0.0)
-        b_delta1 = tl.where(m_ld1, b_delta1, 0.0)
+            # the saved state entering the block, advanced over tile a: the state entering tile b
+            b_h_a = tl.load(p_h_chunks + (o_bd * n_chunks + c) * N + o_n[None, :], mask=m_state, other=0.0)
+            d0, d1, d2, d3 = split4(dt_a)
+            x0, x1, x2, x3 = split4(dt_a * u_a)
+            B0, B1, B2, B3 = split4(B_a)
+            b_h_b = tl.exp2(d0[:, None] * b_A2) * b_h_a + x0[:, None] * B0[None, :]
+            b_h_b = tl.exp2(d1[:, None] * b_A2) * b_h_b + x1[:, None] * B1[None, :]
+            b_h_b = tl.exp2(d2[:, None] * b_A2) * b_h_b + x2[:, None] * B2[None, :]
+            b_h_b = tl.exp2(d3[:, None] * b_A2) * b_h_b + x3[:, None] * B3[None, :]
+            for half in tl.static_range(2):  # tile b, then tile a
+                if half == 0:
+                    b_h, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = (
+                        b_h_b, u_b, raw_b, dt_b, dy_b, z_b, sig_b, g_b, B_b, C_b)  # fmt: skip
+                    o_dl, m_dl, o_nl, m_nl = o_dlb, m_dlb, o_nlb, m_nlb
+                else:
+                    b_h, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = (
+                        b_h_a, u_a, raw_a, dt_a, dy_a, z_a, sig_a, g_a, B_a, C_a)  # fmt: skip
+                    o_dl, m_dl, o_nl, m_nl = o_dla, m_dla, o_nla, m_nla
+                b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
+                    b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA)  # fmt: skip
+                b_du = b_dt * b_slb
+                if HAS_D:
+                    b_du += b_D[:, None] * b_g
+                    b_dD += tl.sum(b_g * b_u, axis=1)
+                    b_yp += b_D[:, None] * b_u
+                if HAS_Z:  # y' = C·h + D u recomputed; silu'(z) = σ(z)(1 + z(1 − σ(z)))
+                    b_dz = b_dy * b_yp * b_sig * (1.0 + b_z * (1.0 - b_sig))
+                    tl.store(p_dz + o_dl, b_dz.to(p_dz.dtype.element_ty), mask=m_dl)
+                if DELTA_SOFTPLUS:
+                    b_ddt *= tl.sigmoid(b_raw)
+                b_ddt = tl.where(m_dl, b_ddt, 0.0)
+                if HAS_DELTA_BIAS:
+                    b_ddb += tl.sum(b_ddt, axis=1)
+                tl.store(p_du + o_dl, b_du.to(p_du.dtype.element_ty), mask=m_dl)
+                tl.store(p_ddelta + o_dl, b_ddt.to(p_ddelta.dtype.element_ty), mask=m_dl)
+                # dB, dC: summed over this program's channels, added to the other programs' sums
+                tl.atomic_add(p_dB + o_nl, b_dBt, mask=m_nl, sem="relaxed")
+                tl.atomic_add(p_dC + o_nl, b_dCt, mask=m_nl, sem="relaxed")
 
-        # recompute the states of this block from the saved state at its start (as the forward did)
-        o_hc = ((i_b * d_inner + o_d[:, None]) * n_chunks + i_c) * N + o_n[None, :]
-        b_h0 = tl.load(p_h_chunks + o_hc, mask=m_state, other=0.0)
-        b_a = tl.exp2(b_delta[:, :, None] * b_A2[None, :, :])  # (BLOCK_L, BLOCK_D, BLOCK_N)
-        b_x = (b_delta * b_u)[:, :, None] * b_B[:, None, :]
-        a_cum, x_cum = tl.associative_scan((b_a, b_x), axis=0, combine_fn=combine)
-        b_h = a_cum * b_h0[None, :, :] + x_cum  # h_t
-
-        # g = ∂loss/∂y' (the gradient before the gate)
-        if HAS_Z:
-            b_z = tl.load(p_z + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-            b_sig = tl.sigmoid(b_z)
-            b_g = b_dy * b_z * b_sig
-        else:
-            b_g = b_dy
-
-        # the adjoint, scanned backwards: flip time, scan forwards, flip back.
-        # Flipped pair at row j (time t = end − j): (a_{t+1}, g_t C_t); λ_t = a_{t+1} λ_{t+1} + g_t C_t
-        b_an = tl.exp2(tl.flip(b_delta1, 0)[:, :, None] * b_A2[None, :, :])
-        b_gc = tl.flip(b_g, 0)[:, :, None] * tl.flip(b_C, 0)[:, None, :]
-        a_rev, c_rev = tl.associative_scan((b_an, b_gc), axis=0, combine_fn=combine)
-        b_lam_rev = a_rev * b_lam[None, :, :] + c_rev
-        b_lam = tl.sum(tl.where(m_last[:, None, None], b_lam_rev, 0.0), axis=0)  # λ at the block's start
-        b_lamt = tl.flip(b_lam_rev, 0)  # λ_t in time order
-
-        # ---- gradients of this block ----
-        b_du_ = b_delta * b_u  # Δu
-        b_lamB = tl.sum(b_lamt * b_B[:, None, :], axis=2)  # Σ_n λ B: (BLOCK_L, BLOCK_D)
-        b_ah = b_lamt * (b_h - b_x)  # λ ⊙ a_t h_{t-1}
-        b_ddelta = b_u * b_lamB + tl.sum(b_ah * b_A[None, :, :], axis=2)
-        b_dA += tl.sum(b_ah * b_delta[:, :, None], axis=0)
-        b_du = b_delta * b_lamB
+    # ---- 4. what this program hands on ----
+    if STATE_ONLY:
+        tl.store(p_seg_dsum + (i_b * d_inner + o_d) * n_seg + i_s, b_dsum, mask=m_d)
+        tl.store(p_seg_mu + (o_bd * n_seg + i_s) * N + o_n[None, :], b_mu, mask=m_state)
+    else:
+        tl.atomic_add(p_dA + o_d[:, None] * N + o_n[None, :], b_dA, mask=m_state, sem="relaxed")
         if HAS_D:
-            b_du += b_D[None, :] * b_g
-            b_dD += tl.sum(b_g * b_u, axis=0)
-        if HAS_Z:  # y' recomputed: C·h + D u
-            b_yp = tl.sum(b_h * b_C[:, None, :], axis=2)
-            if HAS_D:
-                b_yp += b_D[None, :] * b_u
-            b_dz = b_dy * b_yp * b_sig * (1.0 + b_z * (1.0 - b_sig))
-            tl.store(p_dz + o_ld, b_dz.to(p_dz.dtype.element_ty), mask=m_ld)
-        if DELTA_SOFTPLUS:
-            b_ddelta *= tl.sigmoid(b_dt)
-        b_ddelta = tl.where(m_ld, b_ddelta, 0.0)
+            tl.atomic_add(p_dD + o_d, b_dD, mask=m_d, sem="relaxed")
         if HAS_DELTA_BIAS:
-            b_ddb += tl.sum(b_ddelta, axis=0)
-        tl.store(p_du + o_ld, b_du.to(p_du.dtype.element_ty), mask=m_ld)
-        tl.store(p_ddelta + o_ld, b_ddelta.to(p_ddelta.dtype.element_ty), mask=m_ld)
-        # dB, dC: summed over this program's channels, then added to the sums of the other programs
-        b_dB = tl.sum(b_lamt * b_du_[:, :, None], axis=1)  # (BLOCK_L, BLOCK_N)
-        b_dC = tl.sum(b_h * b_g[:, :, None], axis=1)
-        tl.atomic_add(p_dB + o_ln, b_dB, mask=m_ln, sem="relaxed")
-        tl.atomic_add(p_dC + o_ln, b_dC, mask=m_ln, sem="relaxed")
-
-    # ---- 3. the per-channel sums and the initial state's gradient ----
-    tl.atomic_add(p_dA + o_d[:, None] * N + o_n[None, :], b_dA, mask=m_state, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(p_dD + o_d, b_dD, mask=m_d, sem="relaxed")
-    if HAS_DELTA_BIAS:
-        tl.atomic_add(p_ddelta_bias + o_d, b_ddb, mask=m_d, sem="relaxed")
-    if NEED_DH0:  # dh0 = a_0 λ_0
-        b_dt0 = tl.load(p_delta + o_row_d, mask=m_d, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            b_dt0 += b_bias
-        if DELTA_SOFTPLUS:
-            b_dt0 = softplus(b_dt0)
-        tl.store(p_dh0 + o_state, tl.exp2(b_dt0[:, None] * b_A2) * b_lam, mask=m_state)
+            tl.atomic_add(p_ddelta_bias + o_d, b_ddb, mask=m_d, sem="relaxed")
+        if NEED_DH0:  # dh0 = a_0 λ_0: the μ left after the first step
+            tl.store(p_dh0 + o_state, b_mu, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == 0))
 
 
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
-    """Launch sizes of the backward (the forward that saves states for it uses the same block_l)."""
+    """Launch sizes of the backward: as the forward's (one warp of 32 channels, segments when few)."""
     if device.type != "cuda":
-        return {"block_d": 2, "block_l": 8, "num_warps": 1}
-    # the fastest in fp32 on the H200 (RESULTS.md): one warp per program over 2 channels; 16 steps per
-    # block with many sequences·channels, 32 with few
-    if batch * d_inner >= 4 * 1536:
-        return {"block_d": 2, "block_l": 16, "num_warps": 1, **OVERRIDES}
-    return {"block_d": 2, "block_l": 32, "num_warps": 1, **OVERRIDES}
+        return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
+    cfg = {"block_d": 32, "num_warps": 1, "stages": 2, "target": 4 * 132}
+    cfg.update(OVERRIDES)
+    if "seg_len" not in cfg:
+        programs = batch * triton.cdiv(d_inner, cfg["block_d"])
+        cfg["seg_len"] = pick_seg_len(programs, L, cfg["target"])
+    return cfg
 
 
 def selective_scan_bwd(
@@ -239,23 +347,24 @@ def selective_scan_bwd(
     dh_last: torch.Tensor | None,
     delta_softplus: bool,
     need_dh0: bool,
-    block_l: int,
-    block_d: int | None = None,
-    num_warps: int | None = None,
+    chunk: int = CHUNK,
+    **launch,
 ):
     """Launch the backward kernel. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0.
 
     du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32 (the caller
-    casts); absent inputs give None.
+    casts); absent inputs give None. ``launch`` overrides the launch sizes (block_d, num_warps, stages,
+    seg_len).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
-    n_chunks = h_chunks.shape[2]
-    assert n_chunks == triton.cdiv(L, block_l), "block_l must be the one the forward saved states with"
-    cfg = default_config(batch, d_inner, L, N, u.device)
-    block_d = pick_block_d(batch, d_inner, d_inner // groups, block_d or cfg["block_d"])
-    num_warps = num_warps or cfg["num_warps"]
+    assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
+    assert h_chunks.shape[2] == triton.cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
+    cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
+    block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["block_d"])
+    seg_len = max(chunk, -(-int(cfg["seg_len"]) // chunk) * chunk)
+    n_seg = max(1, triton.cdiv(L, seg_len))
     dev, f32 = u.device, torch.float32
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
@@ -270,19 +379,28 @@ def selective_scan_bwd(
         if dh0 is not None:
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
-    grid = (triton.cdiv(d_inner, block_d), batch)
-    LAST[:] = [selective_scan_bwd_kernel[grid](
-        u, delta, A, B, C,
-        D if D is not None else A, z if z is not None else u,
-        delta_bias if delta_bias is not None else A, h_chunks,
-        dy, dh_last if dh_last is not None else A,
-        du, ddelta, dz if dz is not None else du,
-        dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
-        dh0 if dh0 is not None else dA,
-        d_inner, L, N, d_inner // groups, n_chunks,
-        BLOCK_D=block_d, BLOCK_N=_pow2(N), BLOCK_L=block_l,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
-        DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
-        num_warps=num_warps,
-    )]  # fmt: skip
+    seg_mu = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else dA
+    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else dA
+    grid = (triton.cdiv(d_inner, block_d), batch, n_seg)
+
+    def launch_kernel(state_only: bool):
+        return selective_scan_bwd_kernel[grid](
+            u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else u,
+            delta_bias if delta_bias is not None else A, h_chunks,
+            dy, dh_last if dh_last is not None else A,
+            du, ddelta, dz if dz is not None else du,
+            dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
+            dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
+            d_inner, L, N, d_inner // groups, seg_len, 1,
+            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+            STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
+            DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
+            num_warps=cfg["num_warps"],
+        )  # fmt: skip
+
+    if n_seg > 1:
+        launch_kernel(True)
+    LAST[:] = [launch_kernel(False)]
     return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0

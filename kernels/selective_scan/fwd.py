@@ -6,21 +6,28 @@ For every batch b, channel d and state n (Mamba §3.2, Algorithm 2; ZOH for A, E
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t                       the state, (N,) per channel
     y_t = (C_t · h_t + D u_t) · silu(z_t)
 
-The recurrence h_t = a_t h_{t-1} + b_t is a scan with the associative operator
+**Who does what.** One GPU thread owns one channel and keeps all N states of that channel in its
+registers; a program (one warp by default) owns BLOCK_D = 32 · num_warps neighbouring channels of one
+sequence. The thread walks along the sequence T = 4 steps at a time, and inside those 4 steps the scan is
+the recurrence itself — no data crosses threads, and the work that depends only on (t, d) (softplus,
+Δ·u, the gate) is done once, not once per state. The sum over states C_t · h_t is inside the thread too.
 
-    (a₁, b₁) ∘ (a₂, b₂) = (a₁ a₂,  a₂ b₁ + b₂)       (the earlier pair on the left: order matters)
+**Loads.** Each iteration needs a (BLOCK_D, 4) tile of u, delta, z and a (N, 4) tile of B and of C: the
+B/C tile is loaded once for all BLOCK_D channels of the program, and every thread reads all of it.
+``tl.range(..., num_stages=STAGES)`` lets Triton prefetch the tiles of the next iterations into shared
+memory (``cp.async``) while the current one computes, and read B, C from there as a broadcast.
 
-so a block of BLOCK_L time steps is scanned by ``tl.associative_scan``; blocks are visited in order and
-the state h is carried from one block to the next in registers.
+**Parallelism along L.** A program walks its channels' whole sequence one step after another; with few
+sequences · channels (batch 1) there are too few programs to fill the GPU. The sequence is then cut into
+segments: a first pass (``STATE_ONLY``) gives every segment the state it ends with if it started from zero,
+and the sum of its Δ (exp(A · ΣΔ) is the product of its decays); the main pass starts each segment from
+the true state, combined from the summaries of the segments before it:
 
-What one program does: it owns BLOCK_D channels of one sequence. Per block of BLOCK_L steps it loads
-u, delta, z (BLOCK_L × BLOCK_D each) and B, C (BLOCK_L × N, loaded ONCE for all BLOCK_D channels), builds
-the (BLOCK_L × BLOCK_D × N) tensors a = exp(ΔA) and b = ΔBu in registers, scans them along time,
-contracts with C, adds D·u, gates with silu(z) and writes y. The (batch, d_inner, L, N) tensor never exists in HBM.
+    h_in[s] = exp(A · ΣΔ[s-1]) ⊙ h_in[s-1] + h_end[s-1]
 
 Bytes moved (fp32): read u, delta, z (4 bytes × batch·d_inner·L each) and B, C (4 × batch·N·L each, once
-per BLOCK_D channels), write y: about 16 bytes per (b, d, t) — the floor. For the backward pass the kernel
-also writes the state entering every block (N floats every BLOCK_L steps: 1/BLOCK_L of the state tensor).
+per BLOCK_D channels), write y: about 16 bytes per (b, d, t). For the backward pass the kernel also writes
+the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the state tensor).
 """
 
 from __future__ import annotations
@@ -36,34 +43,59 @@ OVERRIDES: dict = {}
 #: The last compiled kernel launched (bench.py reads its registers and spills).
 LAST: list = []
 
+#: Time steps per iteration, inside one thread (the kernels split tiles of 4 steps with ``split4``).
+T = 4
+#: The forward saves the state entering every CHUNK steps for the backward (a multiple of 2·T).
+CHUNK = 8
+
 # exp(x) = exp2(x · log2 e): exp2 is the GPU's native special function
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def combine(a1, b1, a2, b2):
-    """(a₁, b₁) ∘ (a₂, b₂): first apply step 1 (h ↦ a₁h + b₁), then step 2 (h ↦ a₂h + b₂)."""
-    return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
 def softplus(x):
-    """log(1 + eˣ) = max(x, 0) + log1p(e^-|x|): no overflow for large x, no lost digits for small."""
-    e = tl.exp(-tl.abs(x))
-    one_plus_e = 1.0 + e
-    # log1p(e) without libdevice: log(1+e)·e/((1+e)−1) is exact to rounding (Goldberg's trick)
-    log1p_e = tl.where(one_plus_e == 1.0, e, tl.log(one_plus_e) * e / (one_plus_e - 1.0))
-    return tl.maximum(x, 0.0) + log1p_e
+    """log(1 + eˣ) = max(x, 0) + log1p(e^-|x|), accurate to float32 rounding for every x.
+
+    log1p(e) = 2·atanh(s) with s = e / (2 + e) ∈ (0, 1/3], and 2·atanh(s) = 2s(1 + s²/3 + s⁴/5 + …): eight
+    terms leave a relative error below 2e-9 — no library log (about 25 instructions) and no cancellation.
+    """
+    e = tl.exp2(-tl.abs(x) * LOG2E)  # (0, 1]
+    s = tl.fdiv(e, 2.0 + e)
+    s2 = s * s
+    p = 1.0 / 15.0
+    p = p * s2 + 1.0 / 13.0
+    p = p * s2 + 1.0 / 11.0
+    p = p * s2 + 1.0 / 9.0
+    p = p * s2 + 1.0 / 7.0
+    p = p * s2 + 1.0 / 5.0
+    p = p * s2 + 1.0 / 3.0
+    p = p * s2 + 1.0
+    return tl.maximum(x, 0.0) + 2.0 * s * p
 
 
 @triton.jit
+def split4(x):
+    """A (..., 4) tensor whose last axis lives in one thread → its four (...) slices, t = 0, 1, 2, 3."""
+    p, q = tl.split(tl.reshape(x, x.shape[:-1] + [2, 2]))  # p: t = 0, 2; q: t = 1, 3
+    x0, x2 = tl.split(p)
+    x1, x3 = tl.split(q)
+    return x0, x1, x2, x3
+
+
+@triton.jit
+def join4(x0, x1, x2, x3):
+    """The inverse of split4: four (...) tensors → (..., 4)."""
+    return tl.reshape(tl.join(tl.join(x0, x2), tl.join(x1, x3)), x0.shape + [4])
+
+
+@triton.jit(do_not_specialize=["s_n"])
 def selective_scan_fwd_kernel(
     # ---- inputs (contiguous) ----
     p_u,  # (batch, d_inner, L) the input sequence, fp32/fp16/bf16
     p_delta,  # (batch, d_inner, L) the raw time step, before delta_bias and softplus
     p_A,  # (d_inner, N) fp32, the diagonal state matrix (negative for a decaying state)
-    p_B,  # (batch, groups, N, L) input projection; channel d uses group d // (d_inner // groups)
-    p_C,  # (batch, groups, N, L) output projection
+    p_B,  # (batch, groups, N, L) fp32 input projection; channel d uses group d // (d_inner // groups)
+    p_C,  # (batch, groups, N, L) fp32 output projection
     p_D,  # (d_inner,) fp32 skip connection (read when HAS_D)
     p_z,  # (batch, d_inner, L) gate (read when HAS_Z)
     p_delta_bias,  # (d_inner,) fp32 (read when HAS_DELTA_BIAS)
@@ -71,18 +103,23 @@ def selective_scan_fwd_kernel(
     # ---- outputs ----
     p_y,  # (batch, d_inner, L) in u's dtype
     p_h_last,  # (batch, d_inner, N) fp32, the state after the last step
-    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32, the state entering each block (when SAVE_CHUNKS)
+    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32, the state entering every CHUNK steps (SAVE_CHUNKS)
+    p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start
+    p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
     # ---- sizes ----
     d_inner,  # channels
     L,  # sequence length
     N,  # states per channel
     d_per_group,  # d_inner // groups: channels that share one B/C group
-    n_chunks,  # cdiv(L, BLOCK_L)
+    seg_len,  # steps per segment (a multiple of CHUNK); one segment when seg_len >= L
+    s_n,  # the stride of the state axis of A, h0, h_last, h_chunks: always 1 (see below)
     # ---- compile-time switches ----
-    BLOCK_D: tl.constexpr,  # channels per program; they share every B/C load
-    N_LO: tl.constexpr,  # states kept inside one thread (N rounded up to a power of two = N_LO · N_HI)
-    N_HI: tl.constexpr,  # states spread across threads
-    BLOCK_L: tl.constexpr,  # time steps per iteration (a power of two)
+    BLOCK_D: tl.constexpr,  # channels per program, one per thread (32 · num_warps)
+    BLOCK_N: tl.constexpr,  # N rounded up to a power of two, all in one thread
+    CHUNK: tl.constexpr,  # steps between saved states
+    STAGES: tl.constexpr,  # tiles in flight (software pipelining of the loads)
+    STATE_ONLY: tl.constexpr,  # the segment pass: only the state, ΣΔ and the end state per segment
+    HAS_SEG: tl.constexpr,  # several segments: start from the combined summaries of the earlier ones
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -90,86 +127,113 @@ def selective_scan_fwd_kernel(
     HAS_H0: tl.constexpr,
     SAVE_CHUNKS: tl.constexpr,
 ):
-    # The per-step tensors are 4-D: (N_LO, BLOCK_L, BLOCK_D, N_HI) = (state_lo, time, channel, state_hi),
-    # state n = n_hi · N_LO + n_lo. Triton spreads threads over the last axes first (N_HI states, then
-    # channels), so each thread keeps N_LO states × BLOCK_L time steps in registers: the scan along
-    # time is a sequential loop inside the thread, and the sum over states is mostly inside it too.
-
-    # ---- 1. which channels and which sequence this program owns ----
+    # ---- 1. which channels, which sequence and which segment this program owns ----
     i_d = tl.program_id(0)  # block of channels (fastest: neighbouring programs share B/C in L2)
     i_b = tl.program_id(1).to(tl.int64)  # sequence in the batch (int64: offsets can pass 2³¹)
-    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,) channel indices
+    i_s = tl.program_id(2)  # segment of the sequence
+    n_seg = tl.num_programs(2)
+    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,) channel indices, one per thread
     m_d = o_d < d_inner
-    o_d4 = o_d[None, None, :, None]  # (1, 1, BLOCK_D, 1)
-    m_d4 = m_d[None, None, :, None]
-    o_n = tl.arange(0, N_HI)[None, None, None, :] * N_LO + tl.arange(0, N_LO)[:, None, None, None]
-    m_n = o_n < N  # (N_LO, 1, 1, N_HI) state indices
+    o_n = tl.arange(0, BLOCK_N)  # (BLOCK_N,) state indices, all inside each thread
+    m_n = o_n < N
+    o_t = tl.arange(0, 4)  # the 4 steps of a tile
     i_g = (i_d * BLOCK_D) // d_per_group  # the B/C group of every channel of the block
     n_groups = d_inner // d_per_group
-
-    # row starts: one row of L values per (sequence, channel) and per (sequence, group, state)
-    o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) into u, delta, z, y
-    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (N_LO, 1, 1, N_HI) into B, C
-    o_state = (i_b * d_inner + o_d4) * N + o_n  # (N_LO, 1, BLOCK_D, N_HI) into h0, h_last
-    m_state = m_d4 & m_n
+    o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) row starts in u, delta, z, y
+    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) row starts in B, C
+    # (channel, state) offsets. s_n (= 1) hides from the compiler that the states are contiguous in
+    # memory: otherwise it would spread the states of a channel over 4 threads to vectorise this load,
+    # and every step would then move data between threads.
+    o_n = o_n * s_n
+    o_bd = i_b * d_inner + o_d[:, None]  # (BLOCK_D, 1) row of (sequence, channel)
+    o_state = o_bd * N + o_n[None, :]  # into h0, h_last
+    m_state = m_d[:, None] & m_n[None, :]
 
     # ---- 2. per-channel parameters, loaded once ----
-    b_A = tl.load(p_A + o_d4 * N + o_n, mask=m_state, other=0.0)  # (N_LO, 1, BLOCK_D, N_HI)
-    b_A2 = b_A * LOG2E  # exp(ΔA) = exp2(Δ · A·log2 e)
+    # exp(ΔA) = exp2(Δ · A·log2 e): exp2 is the GPU's native special function
+    b_A2 = tl.load(p_A + o_d[:, None] * N + o_n[None, :], mask=m_state, other=0.0) * LOG2E
     if HAS_D:
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(p_delta_bias + o_d, mask=m_d, other=0.0)
-    if HAS_H0:
-        b_h = tl.load(p_h0 + o_state, mask=m_state, other=0.0)  # the carried state, fp32
+
+    # ---- 3. the state entering this segment ----
+    if HAS_H0:  # segment 0 starts from h0; the others from the segments before them
+        b_h = tl.load(p_h0 + o_state, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == 0), other=0.0)  # fp32
     else:
-        b_h = tl.zeros([N_LO, 1, BLOCK_D, N_HI], dtype=tl.float32)
-    m_last = (tl.arange(0, BLOCK_L) == BLOCK_L - 1)[None, :, None, None]
+        b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    if HAS_SEG and not STATE_ONLY:  # combine the summaries of the segments before this one
+        for j in range(0, i_s):
+            b_dsum = tl.load(p_seg_dsum + (i_b * d_inner + o_d) * n_seg + j, mask=m_d, other=0.0)
+            b_hend = tl.load(p_seg_h + (o_bd * n_seg + j) * N + o_n[None, :], mask=m_state, other=0.0)
+            b_h = tl.exp2(b_dsum[:, None] * b_A2) * b_h + b_hend
+    b_dsum_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
 
-    # ---- 3. walk along the sequence, BLOCK_L steps at a time ----
-    for i_c in range(n_chunks):
-        o_l = i_c * BLOCK_L + tl.arange(0, BLOCK_L)  # (BLOCK_L,) time indices
-        m_l = o_l < L
-        if SAVE_CHUNKS:  # the state entering this block, for the backward pass to restart from
-            o_hc = ((i_b * d_inner + o_d4) * n_chunks + i_c) * N + o_n
-            tl.store(p_h_chunks + o_hc, b_h, mask=m_state)
+    # ---- 4. walk along the segment, 4 steps per iteration ----
+    t_start = i_s * seg_len
+    t_end = tl.minimum(t_start + seg_len, L)
+    for i in tl.range(t_start // 4, tl.cdiv(t_end, 4), num_stages=STAGES):
+        o_l = i * 4 + o_t  # (4,) time indices
+        m_l = o_l < t_end
+        if SAVE_CHUNKS:  # the state entering every CHUNK steps, for the backward pass to restart from
+            if (i % (CHUNK // 4)) == 0:
+                o_hc = (o_bd * tl.cdiv(L, CHUNK) + i // (CHUNK // 4)) * N + o_n[None, :]
+                tl.store(p_h_chunks + o_hc, b_h, mask=m_state)
 
-        # load: 3 tiles of (BLOCK_L, BLOCK_D) and 2 of (N_LO, BLOCK_L, 1, N_HI), upcast to fp32
-        o_ld = o_l[:, None] + o_row_d[None, :]
-        m_ld = m_l[:, None] & m_d[None, :]
-        o_ln = o_row_n + o_l[None, :, None, None]
-        m_ln = m_n & m_l[None, :, None, None]
-        b_u = tl.load(p_u + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-        b_delta = tl.load(p_delta + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-        b_B = tl.load(p_B + o_ln, mask=m_ln, other=0.0).to(tl.float32)
-        b_C = tl.load(p_C + o_ln, mask=m_ln, other=0.0).to(tl.float32)
+        # load: tiles of (BLOCK_D, 4) for u, delta and of (BLOCK_N, 4) for B (C below), upcast to fp32
+        o_dl = o_row_d[:, None] + o_l[None, :]
+        m_dl = m_d[:, None] & m_l[None, :]
+        o_nl = o_row_n[:, None] + o_l[None, :]
+        m_nl = m_n[:, None] & m_l[None, :]
+        b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0)
 
-        # discretize in registers: Δ, then a = exp(ΔA) and b = ΔBu, both (N_LO, BLOCK_L, BLOCK_D, N_HI)
+        # discretize, once per (t, d): Δ (0 past the end: a = 1, b = 0, the state passes), Δ·u
         if HAS_DELTA_BIAS:
-            b_delta += b_bias[None, :]
+            b_dt += b_bias[:, None]
         if DELTA_SOFTPLUS:
-            b_delta = softplus(b_delta)
-        b_delta = tl.where(m_ld, b_delta, 0.0)  # Δ = 0 past the end: a = 1, b = 0, the state passes
-        b_a = tl.exp2(b_delta[None, :, :, None] * b_A2)
-        b_b = (b_delta * b_u)[None, :, :, None] * b_B
+            b_dt = softplus(b_dt)
+        b_dt = tl.where(m_dl, b_dt, 0.0)
+        b_du = b_dt * b_u
+        dt0, dt1, dt2, dt3 = split4(b_dt)  # (BLOCK_D,) each
+        du0, du1, du2, du3 = split4(b_du)
+        B0, B1, B2, B3 = split4(b_B)  # (BLOCK_N,) each, the same in every thread
+        if STATE_ONLY:
+            b_dsum_acc += dt0 + dt1 + dt2 + dt3
+            b_h = tl.exp2(dt0[:, None] * b_A2) * b_h + du0[:, None] * B0[None, :]
+            b_h = tl.exp2(dt1[:, None] * b_A2) * b_h + du1[:, None] * B1[None, :]
+            b_h = tl.exp2(dt2[:, None] * b_A2) * b_h + du2[:, None] * B2[None, :]
+            b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
+        else:
+            b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0)
+            C0, C1, C2, C3 = split4(b_C)
+            # the scan, step by step in registers: h ← exp(ΔA) h + Δu B, then y_t = C_t · h (a sum
+            # over the states, inside the thread)
+            b_h = tl.exp2(dt0[:, None] * b_A2) * b_h + du0[:, None] * B0[None, :]
+            y0 = tl.sum(b_h * C0[None, :], axis=1)
+            b_h = tl.exp2(dt1[:, None] * b_A2) * b_h + du1[:, None] * B1[None, :]
+            y1 = tl.sum(b_h * C1[None, :], axis=1)
+            b_h = tl.exp2(dt2[:, None] * b_A2) * b_h + du2[:, None] * B2[None, :]
+            y2 = tl.sum(b_h * C2[None, :], axis=1)
+            b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
+            y3 = tl.sum(b_h * C3[None, :], axis=1)
+            b_y = join4(y0, y1, y2, y3)  # (BLOCK_D, 4)
 
-        # scan along time: (a_cum, b_cum)_t = (a, b)_0 ∘ … ∘ (a, b)_t, then add the carried state
-        a_cum, b_cum = tl.associative_scan((b_a, b_b), axis=1, combine_fn=combine)
-        b_hs = a_cum * b_h + b_cum  # h_t for every t of the block
+            # skip and gate, once per (t, d)
+            if HAS_D:
+                b_y += b_D[:, None] * b_u
+            if HAS_Z:
+                b_z = tl.load(p_z + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+                b_y *= b_z * tl.sigmoid(b_z)  # silu(z)
+            tl.store(p_y + o_dl, b_y.to(p_y.dtype.element_ty), mask=m_dl)
 
-        # contract with C over the states (inside each thread, then across threads), skip, gate
-        b_y = tl.sum(tl.sum(b_hs * b_C, axis=0), axis=2)  # (BLOCK_L, BLOCK_D)
-        if HAS_D:
-            b_y += b_D[None, :] * b_u
-        if HAS_Z:
-            b_z = tl.load(p_z + o_ld, mask=m_ld, other=0.0).to(tl.float32)
-            b_y *= b_z * tl.sigmoid(b_z)  # silu(z)
-        tl.store(p_y + o_ld, b_y.to(p_y.dtype.element_ty), mask=m_ld)
-
-        # carry: the state after the block's last step (past the end the state just passed through)
-        b_h = tl.sum(tl.where(m_last, b_hs, 0.0), axis=1, keep_dims=True)
-
-    tl.store(p_h_last + o_state, b_h, mask=m_state)
+    # ---- 5. what this segment hands on ----
+    if STATE_ONLY:
+        tl.store(p_seg_dsum + (i_b * d_inner + o_d) * n_seg + i_s, b_dsum_acc, mask=m_d)
+        tl.store(p_seg_h + (o_bd * n_seg + i_s) * N + o_n[None, :], b_h, mask=m_state)
+    elif i_s == n_seg - 1:
+        tl.store(p_h_last + o_state, b_h, mask=m_state)
 
 
 def _pow2(n: int) -> int:
@@ -185,16 +249,26 @@ def pick_block_d(batch: int, d_inner: int, d_per_group: int, want: int) -> int:
     return max(1, min(block_d, _pow2(d_inner)))
 
 
+def pick_seg_len(programs: int, L: int, target: int) -> int:
+    """Steps per segment: enough segments that batch · channel blocks · segments reaches ``target``
+    programs (one segment when there are that many already), each a multiple of CHUNK steps."""
+    n_seg = max(1, min(-(-target // max(programs, 1)), L // (4 * CHUNK)))
+    seg = -(-L // n_seg)
+    return max(CHUNK, -(-seg // CHUNK) * CHUNK)
+
+
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
-    """Launch sizes: small blocks under the interpreter (so tiny tests cross block edges), tuned on a GPU."""
+    """Launch sizes: small blocks and segments under the interpreter (so tiny tests cross every edge);
+    on a GPU one warp of 32 channels per program, 3 tiles in flight, and segments along L when
+    batch · d_inner / 32 programs would not give every SM several warps (H200: 132 SMs)."""
     if device.type != "cuda":
-        return {"block_d": 2, "block_l": 8, "num_warps": 1, "n_lo": 2}
-    # the fastest in fp32 on the H200 (RESULTS.md lists the configurations tried): with many
-    # sequences·channels, 8 channels × 8 steps, 4 states per thread, one warp; with few (batch 1), more
-    # programs matter more: 4 channels × 64 steps, one state per thread, 2 warps
-    if batch * d_inner >= 4 * 1536:
-        return {"block_d": 8, "block_l": 8, "num_warps": 1, "n_lo": 4, **OVERRIDES}
-    return {"block_d": 4, "block_l": 64, "num_warps": 2, "n_lo": 1, **OVERRIDES}
+        return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
+    cfg = {"block_d": 32, "num_warps": 1, "stages": 3, "target": 4 * 132}
+    cfg.update(OVERRIDES)
+    if "seg_len" not in cfg:
+        programs = batch * triton.cdiv(d_inner, cfg["block_d"])
+        cfg["seg_len"] = pick_seg_len(programs, L, cfg["target"])
+    return cfg
 
 
 def selective_scan_fwd(
@@ -209,41 +283,53 @@ def selective_scan_fwd(
     h0: torch.Tensor | None,
     delta_softplus: bool,
     save_chunks: bool,
-    block_l: int | None = None,
-    block_d: int | None = None,
-    num_warps: int | None = None,
-    n_lo: int | None = None,
+    chunk: int = CHUNK,
+    **launch,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward kernel on validated, contiguous tensors (B, C with a groups axis).
+    """Launch the forward on validated, contiguous tensors (B, C fp32 with a groups axis).
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
-    each block of ``block_l`` steps (batch, d_inner, n_chunks, N) fp32 (empty unless ``save_chunks``).
+    every ``chunk`` steps (batch, d_inner, cdiv(L, chunk), N) fp32 (empty unless ``save_chunks``).
+    ``launch`` overrides the launch sizes (block_d, num_warps, stages, seg_len).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
-    cfg = default_config(batch, d_inner, L, N, u.device)
-    block_l = block_l or cfg["block_l"]
-    block_d = pick_block_d(batch, d_inner, d_inner // groups, block_d or cfg["block_d"])
-    num_warps = num_warps or cfg["num_warps"]
-    n_lo = min(n_lo or cfg["n_lo"], _pow2(N))  # states per thread
-    n_chunks = triton.cdiv(L, block_l)
+    cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
+    block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["block_d"])
+    seg_len = max(chunk, -(-int(cfg["seg_len"]) // chunk) * chunk)
+    n_seg = max(1, triton.cdiv(L, seg_len))
+    n_chunks = triton.cdiv(L, chunk)
+    dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
-    h_last = torch.empty(batch, d_inner, N, device=u.device, dtype=torch.float32)
+    h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
     shape = (batch, d_inner, n_chunks, N) if save_chunks else (0,)
-    h_chunks = torch.empty(shape, device=u.device, dtype=torch.float32)
+    h_chunks = torch.empty(shape, device=dev, dtype=f32)
     if batch * d_inner == 0:
         return y, h_last, h_chunks
-    grid = (triton.cdiv(d_inner, block_d), batch)
-    LAST[:] = [selective_scan_fwd_kernel[grid](
-        u, delta, A, B, C,
-        D if D is not None else A, z if z is not None else u,
-        delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
-        y, h_last, h_chunks if save_chunks else h_last,
-        d_inner, L, N, d_inner // groups, n_chunks,
-        BLOCK_D=block_d, N_LO=n_lo, N_HI=_pow2(N) // n_lo, BLOCK_L=block_l,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
-        DELTA_SOFTPLUS=bool(delta_softplus), HAS_H0=h0 is not None, SAVE_CHUNKS=bool(save_chunks),
-        num_warps=num_warps,
-    )]  # fmt: skip
+    if L == 0:  # nothing to scan: the state passes straight through
+        h_last.copy_(h0) if h0 is not None else h_last.zero_()
+        return y, h_last, h_chunks
+    seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
+    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
+    grid = (triton.cdiv(d_inner, block_d), batch, n_seg)
+
+    def launch_kernel(state_only: bool):
+        return selective_scan_fwd_kernel[grid](
+            u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else u,
+            delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
+            y, h_last, h_chunks if save_chunks else h_last, seg_h, seg_dsum,
+            d_inner, L, N, d_inner // groups, seg_len, 1,
+            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+            STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
+            DELTA_SOFTPLUS=bool(delta_softplus), HAS_H0=h0 is not None,
+            SAVE_CHUNKS=bool(save_chunks) and not state_only,
+            num_warps=cfg["num_warps"],
+        )  # fmt: skip
+
+    if n_seg > 1:
+        launch_kernel(True)
+    LAST[:] = [launch_kernel(False)]
     return y, h_last, h_chunks

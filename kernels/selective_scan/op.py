@@ -36,19 +36,19 @@ def selective_scan_fwd_op(
     h0: Tensor | None,
     delta_softplus: bool,
     save_chunks: bool,
-    block_l: int,
+    chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y, h_last (fp32) and the states entering every block of ``block_l`` steps (fp32)."""
+    """Returns y, h_last (fp32) and the states entering every ``chunk`` steps (fp32)."""
     return _fwd.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l
+        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
     )
 
 
 @selective_scan_fwd_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l):
+def _(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
     batch, d_inner, L = u.shape
     N = A.shape[1]
-    n_chunks = (L + block_l - 1) // block_l
+    n_chunks = (L + chunk - 1) // chunk
     shape = (batch, d_inner, n_chunks, N) if save_chunks else (0,)
     return (
         torch.empty_like(u),
@@ -72,11 +72,11 @@ def selective_scan_bwd_op(
     dh_last: Tensor | None,
     delta_softplus: bool,
     need_dh0: bool,
-    block_l: int,
+    chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0; an absent input's gradient is empty."""
     grads = _bwd.selective_scan_bwd(
-        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, block_l
+        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk
     )
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
 
@@ -97,7 +97,7 @@ def selective_scan_bwd_op(
 
 
 @selective_scan_bwd_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, block_l):
+def _(u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk):
     batch, d_inner, L = u.shape
     N = A.shape[1]
 
@@ -118,12 +118,12 @@ def _(u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus
 
 
 def _setup_context(ctx, inputs, output):
-    u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, block_l = inputs
+    u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk = inputs
     _, _, h_chunks = output
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h_chunks)
     ctx.delta_softplus = delta_softplus
     ctx.has_h0 = h0 is not None
-    ctx.block_l = block_l
+    ctx.chunk = chunk
     ctx.save_chunks = save_chunks
 
 
@@ -149,7 +149,7 @@ def _backward(ctx, dy, dh_last, _dh_chunks):
         dh_last,
         ctx.delta_softplus,
         ctx.has_h0,
-        ctx.block_l,
+        ctx.chunk,
     )
     return (
         du,
@@ -234,20 +234,18 @@ def selective_scan_fn(
     B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
     C4 = C if C.dim() == 4 else C.unsqueeze(1)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in given)
-    batch, d_inner, L = u.shape
-    cfg = (_bwd if need_grad else _fwd).default_config(batch, d_inner, L, A.shape[1], u.device)
     y, h_last, _ = selective_scan_fwd_op(
         u.contiguous(),
         delta.contiguous(),
         f32(A),
-        B4.contiguous(),
-        C4.contiguous(),
+        f32(B4),  # B and C in fp32: every thread reads all of them, converting once here is cheaper
+        f32(C4),
         f32(D),
         None if z is None else z.contiguous(),
         f32(delta_bias),
         f32(h0),
         bool(delta_softplus),
         need_grad,
-        cfg["block_l"],
+        _fwd.CHUNK,
     )
     return (y, h_last) if return_last_state else y
