@@ -48,17 +48,18 @@ LAST: list = []
 
 
 @triton.jit
-def _step_grads(lam, h, x, dt, u, g, B, C, b_A, b_dA):
-    """The gradients of one step t, given λ_t, h_t and x_t = Δ_t u_t B_t (all (BLOCK_D, BLOCK_N)).
+def _step_grads(lam, h, dt, u, g, B, C, b_A, b_dA):
+    """The gradients of one step t, given λ_t and h_t ((BLOCK_D, BLOCK_N) each).
 
     Returns dΔ_t (before softplus'), Σ_n λ B, dB_t and dC_t (summed over the program's channels), C·h
     (y' without D u) and the updated dA partial sum.
     """
-    q = lam * (h - x)  # λ_t ⊙ a_t h_{t-1}
+    du = dt * u
+    q = lam * (h - du[:, None] * B[None, :])  # λ_t ⊙ a_t h_{t-1}, as h_t − x_t
     s_lb = tl.sum(lam * B[None, :], axis=1)  # (BLOCK_D,)
     ddt = u * s_lb + tl.sum(q * b_A, axis=1)
     b_dA += q * dt[:, None]
-    dB = tl.sum(lam * (dt * u)[:, None], axis=0)  # (BLOCK_N,) over the channels of the program
+    dB = tl.sum(lam * du[:, None], axis=0)  # (BLOCK_N,) over the channels of the program
     dC = tl.sum(g[:, None] * h, axis=0)
     yp = tl.sum(h * C[None, :], axis=1)
     return ddt, s_lb, dB, dC, yp, b_dA
@@ -77,26 +78,22 @@ def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA):
     B0, B1, B2, B3 = split4(b_B)
     C0, C1, C2, C3 = split4(b_C)
     # recompute the 4 states forwards and keep them
-    x0 = (dt0 * u0)[:, None] * B0[None, :]
-    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + x0
-    x1 = (dt1 * u1)[:, None] * B1[None, :]
-    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + x1
-    x2 = (dt2 * u2)[:, None] * B2[None, :]
-    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + x2
-    x3 = (dt3 * u3)[:, None] * B3[None, :]
-    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + x3
+    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * B0[None, :]
+    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * B1[None, :]
+    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * B2[None, :]
+    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * B3[None, :]
     # walk them backwards: λ_t = g_t C_t + μ, then μ ← a_t λ_t (a_t recomputed: fewer registers)
     lam = g3[:, None] * C3[None, :] + b_mu
-    ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(lam, h3, x3, dt3, u3, g3, B3, C3, b_A, b_dA)
+    ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(lam, h3, dt3, u3, g3, B3, C3, b_A, b_dA)
     b_mu = tl.exp2(dt3[:, None] * b_A2) * lam
     lam = g2[:, None] * C2[None, :] + b_mu
-    ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(lam, h2, x2, dt2, u2, g2, B2, C2, b_A, b_dA)
+    ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(lam, h2, dt2, u2, g2, B2, C2, b_A, b_dA)
     b_mu = tl.exp2(dt2[:, None] * b_A2) * lam
     lam = g1[:, None] * C1[None, :] + b_mu
-    ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(lam, h1, x1, dt1, u1, g1, B1, C1, b_A, b_dA)
+    ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(lam, h1, dt1, u1, g1, B1, C1, b_A, b_dA)
     b_mu = tl.exp2(dt1[:, None] * b_A2) * lam
     lam = g0[:, None] * C0[None, :] + b_mu
-    ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(lam, h0, x0, dt0, u0, g0, B0, C0, b_A, b_dA)
+    ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(lam, h0, dt0, u0, g0, B0, C0, b_A, b_dA)
     b_mu = tl.exp2(dt0[:, None] * b_A2) * lam
     return (
         b_mu,
@@ -256,36 +253,44 @@ def selective_scan_bwd_kernel(
     n_chunks = tl.cdiv(L, 8)
     for i in tl.range(0, c_hi - c_lo, num_stages=STAGES):
         c = c_hi - 1 - i
-        # the block's two tiles: steps 8c … 8c+3 ("a") and 8c+4 … 8c+7 ("b")
-        o_dla, m_dla, o_nla, m_nla, u_a, raw_a, dt_a, dy_a, z_a, sig_a, g_a, B_a, C_a = _load_tile(
-            p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8, t_end, b_bias,
-            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
-        o_dlb, m_dlb, o_nlb, m_nlb, u_b, raw_b, dt_b, dy_b, z_b, sig_b, g_b, B_b, C_b = _load_tile(
-            p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4, t_end, b_bias,
-            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
         if STATE_ONLY:
-            b_dsum += tl.sum(dt_a, axis=1) + tl.sum(dt_b, axis=1)
-            b_mu = _tile_adjoint(b_mu, dt_b, g_b, C_b, b_A2)
-            b_mu = _tile_adjoint(b_mu, dt_a, g_a, C_a, b_A2)
+            for half in tl.static_range(2):  # tile b (steps 8c+4 … 8c+7), then tile a (8c … 8c+3)
+                _, _, _, _, _, _, b_dt, _, _, _, b_g, _, b_C = _load_tile(
+                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4 - 4 * half,
+                    t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+                b_dsum += tl.sum(b_dt, axis=1)
+                b_mu = _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2)
         else:
-            # the saved state entering the block, advanced over tile a: the state entering tile b
+            # the saved state entering the block, advanced over its first 4 steps (tile a): the state
+            # entering tile b. Tile a is loaded again after tile b (fewer registers than keeping it).
             b_h_a = tl.load(p_h_chunks + (o_bd * n_chunks + c) * N + o_n[None, :], mask=m_state, other=0.0)
-            d0, d1, d2, d3 = split4(dt_a)
-            x0, x1, x2, x3 = split4(dt_a * u_a)
-            B0, B1, B2, B3 = split4(B_a)
+            o_l = c * 8 + tl.arange(0, 4)
+            o_dl = o_row_d[:, None] + o_l[None, :]
+            m_dl = m_d[:, None] & (o_l < t_end)[None, :]
+            b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+            b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+            b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :], mask=m_n[:, None] & (o_l < t_end)[None, :],
+                          other=0.0)  # fmt: skip
+            if HAS_DELTA_BIAS:
+                b_dt += b_bias[:, None]
+            if DELTA_SOFTPLUS:
+                b_dt = softplus(b_dt)
+            b_dt = tl.where(m_dl, b_dt, 0.0)
+            d0, d1, d2, d3 = split4(b_dt)
+            x0, x1, x2, x3 = split4(b_dt * b_u)
+            B0, B1, B2, B3 = split4(b_B)
             b_h_b = tl.exp2(d0[:, None] * b_A2) * b_h_a + x0[:, None] * B0[None, :]
             b_h_b = tl.exp2(d1[:, None] * b_A2) * b_h_b + x1[:, None] * B1[None, :]
             b_h_b = tl.exp2(d2[:, None] * b_A2) * b_h_b + x2[:, None] * B2[None, :]
             b_h_b = tl.exp2(d3[:, None] * b_A2) * b_h_b + x3[:, None] * B3[None, :]
             for half in tl.static_range(2):  # tile b, then tile a
                 if half == 0:
-                    b_h, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = (
-                        b_h_b, u_b, raw_b, dt_b, dy_b, z_b, sig_b, g_b, B_b, C_b)  # fmt: skip
-                    o_dl, m_dl, o_nl, m_nl = o_dlb, m_dlb, o_nlb, m_nlb
+                    b_h = b_h_b
                 else:
-                    b_h, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = (
-                        b_h_a, u_a, raw_a, dt_a, dy_a, z_a, sig_a, g_a, B_a, C_a)  # fmt: skip
-                    o_dl, m_dl, o_nl, m_nl = o_dla, m_dla, o_nla, m_nla
+                    b_h = b_h_a
+                o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = _load_tile(
+                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4 - 4 * half,
+                    t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
                 b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
                     b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA)  # fmt: skip
                 b_du = b_dt * b_slb
