@@ -1,9 +1,11 @@
 """The fused Triton selective scan (kernels/selective_scan) against a float64 loop written here.
 
 Runs on CPU through Triton's interpreter (set up by ``import minimamba`` in conftest.py), so every shape is
-tiny: the interpreter costs ~150-200 µs per scanned element. On the CPU the kernels use blocks of 8 steps
-and 2 channels (``fwd.default_config``), so L = 7, 8, 9, 17 sit below, on and above block edges and
-d_inner = 3 leaves a half-empty channel block. tests/test_triton_scan_gpu.py repeats this at real sizes.
+tiny: the interpreter costs ~150-200 µs per scanned element. On the CPU the kernels use tiles of 4 steps,
+saved states every 8 steps, segments of 16 steps and blocks of 2 channels (``fwd.default_config``), so
+L = 1, 7, 8, 9, 17, 33 sit below, on and above every edge (17 and 33 run 2 and 3 segments: the segment
+pass and the combination of its summaries), and d_inner = 3 leaves a half-empty channel block.
+tests/test_triton_scan_gpu.py repeats this at real sizes.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def run_and_compare(
         assert rel_error(b, a) <= GRAD_TOL, k
 
 
-@pytest.mark.parametrize("L", [1, 7, 8, 9, 17])
+@pytest.mark.parametrize("L", [1, 7, 8, 9, 17, 33])
 def test_lengths_around_block_edges(L):
     run_and_compare(1, 3, L, 4)
 
@@ -143,25 +145,50 @@ def test_d_without_z_bias_without_softplus():
     run_and_compare(1, 2, 9, 4, use_z=False, softplus=False, use_h0=True)
 
 
-def test_other_block_sizes():
-    """The launch functions directly: blocks of 4 steps and 4 channels (two channel blocks), states across threads."""
+def test_launch_functions_directly():
+    """Blocks of 4 channels (two blocks for 5 channels), segments of 8 steps: the saved states are the
+    states entering every 8 steps, and the backward restarts from them."""
     x = make_inputs(1, 5, 13, 2, groups=1)
     dy = torch.randn(1, 5, 13)
     kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
+    launch = dict(block_d=4, seg_len=8)
     y, h_last, h_chunks = kfwd.selective_scan_fwd(
-        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, block_l=4, block_d=4, n_lo=1
+        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, **launch
     )
     y_ref, h_ref = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw)
-    assert h_chunks.shape == (1, 5, 4, 2)
     assert rel_error(y_ref, y) <= FWD_TOL and rel_error(h_ref, h_last) <= FWD_TOL
+    assert h_chunks.shape == (1, 5, 2, 2)  # the states entering steps 0 and 8
+    _, h8_ref = scan_loop(*(x[k][..., :8] for k in ("u", "delta")), x["A"], x["B"][..., :8],
+                          x["C"][..., :8], **kw)  # fmt: skip
+    assert rel_error(x["h0"], h_chunks[:, :, 0]) == 0 and rel_error(h8_ref, h_chunks[:, :, 1]) <= FWD_TOL
     du, *_ = kbwd.selective_scan_bwd(
         x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], h_chunks, dy, None,
-        True, True, 4, block_d=4,
+        True, True, **launch,
     )  # fmt: skip
     u = x["u"].double().requires_grad_()
     y_ref, _ = scan_loop(u, x["delta"], x["A"], x["B"], x["C"], **kw)
     (du_ref,) = torch.autograd.grad((y_ref * dy.double()).sum(), [u])
     assert rel_error(du_ref, du) <= GRAD_TOL
+
+
+def test_many_segments_give_the_one_segment_answer(monkeypatch):
+    """Segments of 8 steps (5 of them) against one segment of 64: same y, h_last and gradients."""
+    x = make_inputs(1, 2, 37, 3)
+    leaves = {k: x[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C", "h0")}
+
+    def run(seg_len):
+        monkeypatch.setitem(kfwd.OVERRIDES, "seg_len", seg_len)
+        monkeypatch.setitem(kbwd.OVERRIDES, "seg_len", seg_len)
+        y, h = selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], x["D"],
+                                 x["z"], x["delta_bias"], True, True, h0=leaves["h0"])  # fmt: skip
+        g = torch.autograd.grad(y.sum() + (h * h).sum(), list(leaves.values()))
+        return y, h, g
+
+    y1, h1, g1 = run(64)
+    y5, h5, g5 = run(8)
+    assert rel_error(y1, y5) <= 1e-6 and rel_error(h1, h5) <= 1e-6
+    for k, a, b in zip(leaves, g1, g5):
+        assert rel_error(a, b) <= 1e-5, k
 
 
 def test_last_state_gradient_alone():
@@ -207,7 +234,7 @@ def test_dispatch_through_scan_module():
 def test_custom_op_registration():
     """Schema, fake (meta) implementation and autograd registration are consistent (torch.library.opcheck)."""
     x = make_inputs(1, 2, 5, 2, groups=1)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True, 8)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True, kfwd.CHUNK)
     torch.library.opcheck(
         torch.ops.minimamba.selective_scan_fwd.default,
         args,

@@ -63,6 +63,22 @@ def test_groups_initial_state_and_odd_sizes():
     _compare((2, 3, 1, 16), torch.float32, use_h0=True)
 
 
+@pytest.mark.parametrize(
+    "launch",
+    [{"target": 1}, {"seg_len": 256}, {"num_warps": 2, "stages": 2, "target": 4096}, {"stages": 4}],
+    ids=["one-segment", "segments-of-256", "two-warps", "four-stages"],
+)
+def test_launch_configurations(launch, monkeypatch):
+    """Every launch size the benchmark may pick gives the same answers (segments, warps, stages)."""
+    from minimamba.kernels.selective_scan import bwd as kbwd
+    from minimamba.kernels.selective_scan import fwd as kfwd
+
+    for mod in (kfwd, kbwd):
+        for k, v in launch.items():
+            monkeypatch.setitem(mod.OVERRIDES, k, v)
+    _compare((2, 256, 3001, 16), torch.float32, use_h0=True)
+
+
 def test_dispatcher_picks_triton_on_cuda():
     from minimamba.scan import selective_scan
 

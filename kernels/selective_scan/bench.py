@@ -190,40 +190,37 @@ def accuracy(shape, dtype):
     return out
 
 
+KEYS = ("num_warps", "stages", "target")
+
+
 def sweep(shape, dtype, configs_fwd, configs_bwd):
-    """Time the kernels alone over launch configurations (block_d, block_l, num_warps)."""
+    """Time the kernels alone over launch configurations (dicts of num_warps, stages, target)."""
     import triton
 
     x = make_inputs(shape, dtype)
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = B.unsqueeze(1), C.unsqueeze(1)
+    B4, C4 = B.unsqueeze(1).float(), C.unsqueeze(1).float()
     dy = torch.randn_like(u)
+    _, _, hc = kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True)
 
-    def time_fwd(bd, bl, nw, n_lo):
+    def time_fwd(cfg):
         return triton.testing.do_bench(
-            lambda: kfwd.selective_scan_fwd(
-                u, delta, A, B4, C4, D, z, db, None, True, False, bl, bd, nw, n_lo
-            ),
+            lambda: kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, False, **cfg),
             return_mode="median",
         )
 
-    def time_bwd(bd, bl, nw, _):
-        _, _, hc = kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True, bl, 8, 4)
+    def time_bwd(cfg):
         return triton.testing.do_bench(
-            lambda: kbwd.selective_scan_bwd(
-                u, delta, A, B4, C4, D, z, db, hc, dy, None, True, False, bl, bd, nw
-            ),
+            lambda: kbwd.selective_scan_bwd(u, delta, A, B4, C4, D, z, db, hc, dy, None, True, False, **cfg),
             return_mode="median",
         )
 
     rows = []
     for kern, configs, timer in (("fwd", configs_fwd, time_fwd), ("bwd", configs_bwd, time_bwd)):
-        for bd, bl, nw, *n_lo in configs:
-            row = {"kernel": kern, "block_d": bd, "block_l": bl, "num_warps": nw}
-            if n_lo:
-                row["n_lo"] = n_lo[0]
+        for cfg in configs:
+            row = {"kernel": kern, **cfg}
             try:
-                row["ms"] = timer(bd, bl, nw, row.get("n_lo"))
+                row["ms"] = timer(cfg)
                 last = (kfwd if kern == "fwd" else kbwd).LAST[0]
                 row["regs"], row["spills"] = getattr(last, "n_regs", None), getattr(last, "n_spills", None)
             except Exception as e:  # a configuration that does not compile (too many registers...)
@@ -233,7 +230,7 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
 
 
 def _cfg(r) -> str:
-    return "/".join(str(r[k]) for k in ("block_d", "block_l", "num_warps", "n_lo") if k in r)
+    return "/".join(str(r[k]) for k in KEYS if k in r)
 
 
 def best_configs(rows, shape, dname) -> dict:
@@ -246,7 +243,7 @@ def best_configs(rows, shape, dname) -> dict:
             return best_configs(rows, shape, "fp32")
         if ok:
             r = min(ok, key=lambda r: r["ms"])
-            out[kern] = {k: r[k] for k in ("block_d", "block_l", "num_warps", "n_lo") if k in r}
+            out[kern] = {k: r[k] for k in KEYS if k in r}
     return out
 
 
@@ -282,9 +279,11 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
     print(f"copy bandwidth {res['copy_bytes_per_s'] / 1e12:.2f} TB/s", flush=True)
 
     if do_sweep:
-        # the candidates left after the first sweeps (RESULTS.md): fwd and bwd, (block_d, block_l, warps)
-        cf = [(8, 32, 4, 1), (4, 64, 2, 1), (32, 8, 4, 4), (16, 16, 4, 2), (8, 8, 1, 4), (16, 16, 2, 4)]
-        cb = [(2, 32, 1), (2, 16, 1), (1, 32, 1)]
+        # one warp of 32 channels per program (the layout: one channel per thread); tiles in flight;
+        # target programs (1: one segment per sequence, else segments along L until there are that many)
+        cf = [{"num_warps": 1, "stages": s, "target": t} for s in (2, 3, 4) for t in (1, 4 * 132, 8 * 132)]
+        cf += [{"num_warps": 2, "stages": 3, "target": 4 * 132}]
+        cb = [{"num_warps": 1, "stages": s, "target": t} for s in (1, 2, 3) for t in (1, 4 * 132, 8 * 132)]
         for shape in (SHAPES[1], SHAPES[3]):
             for dname in ("fp32",) if do_sweep == "fp32" else ("fp32", "bf16"):
                 rows = sweep(shape, DTYPES[dname], cf, cb)
@@ -442,7 +441,7 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
     if res.get("sweep"):
         lines += [
             "",
-            "## Launch configurations tried (kernel alone, ms; block_d/block_l/num_warps[/n_lo])",
+            "## Launch configurations tried (kernel alone, ms; num_warps/stages/target programs)",
             "",
         ]
         for shape in sorted({tuple(r["shape"]) for r in res["sweep"]}, reverse=True):

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fwd import CHUNK, LOG2E, _pow2, join4, pick_block_d, pick_seg_len, softplus, split4
+from .fwd import CHUNK, LOG2E, _pow2, join4, launch_sizes, softplus, split4
 
 __all__ = ["selective_scan_bwd"]
 
@@ -330,12 +330,7 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     """Launch sizes of the backward: as the forward's (one warp of 32 channels, segments when few)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    cfg = {"block_d": 32, "num_warps": 1, "stages": 2, "target": 4 * 132}
-    cfg.update(OVERRIDES)
-    if "seg_len" not in cfg:
-        programs = batch * triton.cdiv(d_inner, cfg["block_d"])
-        cfg["seg_len"] = pick_seg_len(programs, L, cfg["target"])
-    return cfg
+    return {"num_warps": 1, "stages": 2, "target": 4 * 132, **OVERRIDES}
 
 
 def selective_scan_bwd(
@@ -358,8 +353,8 @@ def selective_scan_bwd(
     """Launch the backward kernel. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0.
 
     du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32 (the caller
-    casts); absent inputs give None. ``launch`` overrides the launch sizes (block_d, num_warps, stages,
-    seg_len).
+    casts); absent inputs give None. ``launch`` overrides the launch sizes (num_warps, stages, target or
+    seg_len, block_d).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
@@ -367,9 +362,7 @@ def selective_scan_bwd(
     assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
     assert h_chunks.shape[2] == triton.cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
     cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
-    block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["block_d"])
-    seg_len = max(chunk, -(-int(cfg["seg_len"]) // chunk) * chunk)
-    n_seg = max(1, triton.cdiv(L, seg_len))
+    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
     dev, f32 = u.device, torch.float32
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)

@@ -260,15 +260,19 @@ def pick_seg_len(programs: int, L: int, target: int) -> int:
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
     """Launch sizes: small blocks and segments under the interpreter (so tiny tests cross every edge);
     on a GPU one warp of 32 channels per program, 3 tiles in flight, and segments along L when
-    batch · d_inner / 32 programs would not give every SM several warps (H200: 132 SMs)."""
+    batch · d_inner / 32 programs would not give every SM of the H200 (132) four warps."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    cfg = {"block_d": 32, "num_warps": 1, "stages": 3, "target": 4 * 132}
-    cfg.update(OVERRIDES)
-    if "seg_len" not in cfg:
-        programs = batch * triton.cdiv(d_inner, cfg["block_d"])
-        cfg["seg_len"] = pick_seg_len(programs, L, cfg["target"])
-    return cfg
+    return {"num_warps": 1, "stages": 3, "target": 4 * 132, **OVERRIDES}
+
+
+def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
+    """(block_d, seg_len, n_seg) from a configuration: block_d defaults to one channel per thread
+    (32 · num_warps); seg_len, when not given, comes from the ``target`` number of programs."""
+    block_d = pick_block_d(batch, d_inner, d_per_group, cfg.get("block_d") or 32 * cfg["num_warps"])
+    seg_len = cfg.get("seg_len") or pick_seg_len(batch * triton.cdiv(d_inner, block_d), L, cfg["target"])
+    seg_len = max(chunk, -(-int(seg_len) // chunk) * chunk)
+    return block_d, seg_len, max(1, triton.cdiv(L, seg_len))
 
 
 def selective_scan_fwd(
@@ -290,15 +294,13 @@ def selective_scan_fwd(
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
     every ``chunk`` steps (batch, d_inner, cdiv(L, chunk), N) fp32 (empty unless ``save_chunks``).
-    ``launch`` overrides the launch sizes (block_d, num_warps, stages, seg_len).
+    ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
     cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
-    block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["block_d"])
-    seg_len = max(chunk, -(-int(cfg["seg_len"]) // chunk) * chunk)
-    n_seg = max(1, triton.cdiv(L, seg_len))
+    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
     n_chunks = triton.cdiv(L, chunk)
     dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
