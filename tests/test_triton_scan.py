@@ -234,7 +234,20 @@ def test_dispatch_through_scan_module():
 def test_custom_op_registration():
     """Schema, fake (meta) implementation and autograd registration are consistent (torch.library.opcheck)."""
     x = make_inputs(1, 2, 5, 2, groups=1)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True, kfwd.CHUNK)
+    args = (
+        x["u"],
+        x["delta"],
+        x["A"],
+        x["B"],
+        x["C"],
+        x["D"],
+        x["z"],
+        x["delta_bias"],
+        None,
+        True,
+        True,
+        kfwd.CHUNK,
+    )
     torch.library.opcheck(
         torch.ops.minimamba.selective_scan_fwd.default,
         args,

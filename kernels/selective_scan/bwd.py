@@ -120,8 +120,24 @@ def _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2):
 
 
 @triton.jit
-def _load_tile(p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, t0, t_end, b_bias,
-               HAS_Z: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):
+def _load_tile(
+    p_u,
+    p_delta,
+    p_z,
+    p_dy,
+    p_B,
+    p_C,
+    o_row_d,
+    m_d,
+    o_row_n,
+    m_n,
+    t0,
+    t_end,
+    b_bias,
+    HAS_Z: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr,
+    DELTA_SOFTPLUS: tl.constexpr,
+):
     """The 4 steps from t0: Δ (0 past t_end), the raw Δ + bias, u, z, dy, g = dy·silu(z), B, C."""
     o_l = t0 + tl.arange(0, 4)
     m_l = o_l < t_end
@@ -218,6 +234,7 @@ def selective_scan_bwd_kernel(
     o_bd = i_b * d_inner + o_d[:, None]
     o_state = o_bd * N + o_n[None, :]
     m_state = m_d[:, None] & m_n[None, :]
+    i_s_2d = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.int32) + i_s  # the segment, as a mask operand
 
     b_A = tl.load(p_A + o_d[:, None] * N + o_n[None, :], mask=m_state, other=0.0)
     b_A2 = b_A * LOG2E
@@ -230,7 +247,7 @@ def selective_scan_bwd_kernel(
 
     # ---- 2. μ after this segment: dh_last for the last one, combined from the later ones otherwise ----
     if HAS_DH_LAST:
-        b_mu = tl.load(p_dh_last + o_state, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == n_seg - 1), other=0.0)
+        b_mu = tl.load(p_dh_last + o_state, mask=m_state & (i_s_2d == n_seg - 1), other=0.0)
     else:
         b_mu = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     if HAS_SEG and not STATE_ONLY:
@@ -323,7 +340,7 @@ def selective_scan_bwd_kernel(
         if HAS_DELTA_BIAS:
             tl.atomic_add(p_ddelta_bias + o_d, b_ddb, mask=m_d, sem="relaxed")
         if NEED_DH0:  # dh0 = a_0 λ_0: the μ left after the first step
-            tl.store(p_dh0 + o_state, b_mu, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == 0))
+            tl.store(p_dh0 + o_state, b_mu, mask=m_state & (i_s_2d == 0))
 
 
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:

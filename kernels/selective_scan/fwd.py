@@ -148,6 +148,7 @@ def selective_scan_fwd_kernel(
     o_bd = i_b * d_inner + o_d[:, None]  # (BLOCK_D, 1) row of (sequence, channel)
     o_state = o_bd * N + o_n[None, :]  # into h0, h_last
     m_state = m_d[:, None] & m_n[None, :]
+    i_s_2d = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.int32) + i_s  # the segment, as a mask operand
 
     # ---- 2. per-channel parameters, loaded once ----
     # exp(ΔA) = exp2(Δ · A·log2 e): exp2 is the GPU's native special function
@@ -159,7 +160,7 @@ def selective_scan_fwd_kernel(
 
     # ---- 3. the state entering this segment ----
     if HAS_H0:  # segment 0 starts from h0; the others from the segments before them
-        b_h = tl.load(p_h0 + o_state, mask=m_state & (tl.zeros_like(m_state.to(tl.int32)) + i_s == 0), other=0.0)  # fp32
+        b_h = tl.load(p_h0 + o_state, mask=m_state & (i_s_2d == 0), other=0.0)  # fp32
     else:
         b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     if HAS_SEG and not STATE_ONLY:  # combine the summaries of the segments before this one
