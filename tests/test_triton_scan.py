@@ -152,17 +152,19 @@ def test_launch_functions_directly():
     dy = torch.randn(1, 5, 13)
     kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
     launch = dict(block_d=4, seg_len=8)
+    Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))  # the kernels' (batch, groups, L, N)
     y, h_last, h_chunks = kfwd.selective_scan_fwd(
-        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, **launch
+        x["u"], x["delta"], x["A"], Bt, Ct, **kw, save_chunks=True, **launch
     )
     y_ref, h_ref = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw)
     assert rel_error(y_ref, y) <= FWD_TOL and rel_error(h_ref, h_last) <= FWD_TOL
-    assert h_chunks.shape == (1, 5, 2, 2)  # the states entering steps 0 and 8
+    assert h_chunks.shape == (1, 2, 2, 5)  # the states entering steps 0 and 8, (batch, chunk, N, d_inner)
     _, h8_ref = scan_loop(*(x[k][..., :8] for k in ("u", "delta")), x["A"], x["B"][..., :8],
                           x["C"][..., :8], **kw)  # fmt: skip
-    assert rel_error(x["h0"], h_chunks[:, :, 0]) == 0 and rel_error(h8_ref, h_chunks[:, :, 1]) <= FWD_TOL
+    states = h_chunks.transpose(2, 3)  # (batch, chunk, d_inner, N)
+    assert rel_error(x["h0"], states[:, 0]) == 0 and rel_error(h8_ref, states[:, 1]) <= FWD_TOL
     du, *_ = kbwd.selective_scan_bwd(
-        x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], h_chunks, dy, None,
+        x["u"], x["delta"], x["A"], Bt, Ct, x["D"], x["z"], x["delta_bias"], h_chunks, dy, None,
         True, True, **launch,
     )  # fmt: skip
     u = x["u"].double().requires_grad_()
@@ -238,8 +240,8 @@ def test_custom_op_registration():
         x["u"],
         x["delta"],
         x["A"],
-        x["B"],
-        x["C"],
+        x["B"].transpose(-1, -2).contiguous(),
+        x["C"].transpose(-1, -2).contiguous(),
         x["D"],
         x["z"],
         x["delta_bias"],

@@ -199,7 +199,7 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
 
     x = make_inputs(shape, dtype)
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = B.unsqueeze(1).float(), C.unsqueeze(1).float()
+    B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (B, C))  # (batch, 1, L, N)
     dy = torch.randn_like(u)
     _, _, hc = kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True)
 

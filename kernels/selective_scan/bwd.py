@@ -47,53 +47,122 @@ OVERRIDES: dict = {}
 LAST: list = []
 
 
+# shfl.sync.bfly: every thread of the warp swaps a register with the thread whose lane differs in one bit
+_BFLY16 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, 0xffffffff;")
+_BFLY8 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, 0xffffffff;")
+_BFLY4 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, 0xffffffff;")
+_BFLY2 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, 0xffffffff;")
+_BFLY1 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, 0xffffffff;")
+
+
 @triton.jit
-def _step_grads(lam, h, dt, u, g, B, C, b_A, b_dA):
+def _swap_add(v, lane, BIT: tl.constexpr, ASM: tl.constexpr):
+    """One level of a reduce-scatter across the warp: the values of each thread, in pairs (2m, 2m+1);
+    the thread whose lane has bit BIT set keeps the odd ones and sends the even ones to its partner
+    (lane ^ 2^BIT), the other keeps the even ones; each adds what it receives. Half the values remain."""
+    lo, hi = tl.split(tl.reshape(v, [v.shape[0], v.shape[1] // 2, 2]))
+    odd = ((lane >> BIT) & 1)[:, None] != 0
+    send = tl.where(odd, lo, hi).to(tl.int32, bitcast=True)
+    got = tl.inline_asm_elementwise(ASM, "=r,r", [send], dtype=tl.int32, is_pure=True, pack=1)
+    return tl.where(odd, hi, lo) + got.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _channel_sums(p_dB, p_dC, rs_off, rs_mask, lane, pB, pC, tN):
+    """dB_t and dC_t: the sums over the warp's 32 channels of pB = λ Δu and pC = g h ((BLOCK_D, BLOCK_N)
+    each), added to HBM with fp32 atomics.
+
+    A butterfly (``tl.sum``) would leave every sum in every thread: 5 shuffles per value and thread. A
+    reduce-scatter halves the values at each of the 5 levels (31 shuffles for the 32 values of a thread)
+    and leaves thread ℓ with the sums of entries 32 j + bitreverse(ℓ): (state, dB or dC) = divmod(·, 2).
+    """
+    v = tl.reshape(tl.join(pB, pC), [pB.shape[0], 2 * pB.shape[1]])  # entry 2n + (0: dB, 1: dC)
+    v = _swap_add(v, lane, 4, _BFLY16)
+    v = _swap_add(v, lane, 3, _BFLY8)
+    v = _swap_add(v, lane, 2, _BFLY4)
+    v = _swap_add(v, lane, 1, _BFLY2)
+    v = _swap_add(v, lane, 0, _BFLY1)
+    p = tl.where((rs_off & 1) == 0, p_dB, p_dC) + (rs_off >> 1) + tN
+    tl.atomic_add(p, v, mask=rs_mask, sem="relaxed")
+
+
+@triton.jit
+def _step_grads(lam, h, dt, u, g, B, C, b_A, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t, N, t_end,
+                RS: tl.constexpr):  # fmt: skip
     """The gradients of one step t, given λ_t and h_t ((BLOCK_D, BLOCK_N) each).
 
-    Returns dΔ_t (before softplus'), Σ_n λ B, dB_t and dC_t (summed over the program's channels), C·h
-    (y' without D u) and the updated dA partial sum.
+    Returns dΔ_t (before softplus'), Σ_n λ B, dB_t and dC_t (summed over the program's channels; with
+    RS added to HBM here instead, and zeros returned), C·h (y' without D u) and the updated dA.
     """
     du = dt * u
     q = lam * (h - du[:, None] * B[None, :])  # λ_t ⊙ a_t h_{t-1}, as h_t − x_t
     s_lb = tl.sum(lam * B[None, :], axis=1)  # (BLOCK_D,)
     ddt = u * s_lb + tl.sum(q * b_A, axis=1)
     b_dA += q * dt[:, None]
-    dB = tl.sum(lam * du[:, None], axis=0)  # (BLOCK_N,) over the channels of the program
-    dC = tl.sum(g[:, None] * h, axis=0)
     yp = tl.sum(h * C[None, :], axis=1)
+    if RS:
+        m = rs_mask & (rs_off * 0 + t < t_end)  # this step exists
+        _channel_sums(p_dB, p_dC, rs_off, m, lane, lam * du[:, None], g[:, None] * h, t * N)
+        dB = tl.zeros([B.shape[0]], dtype=tl.float32)
+        dC = dB
+    else:
+        dB = tl.sum(lam * du[:, None], axis=0)  # (BLOCK_N,) over the channels of the program
+        dC = tl.sum(g[:, None] * h, axis=0)
     return ddt, s_lb, dB, dC, yp, b_dA
 
 
 @triton.jit
-def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA):
+def _vec(p_row, m_n, N, t, t_end):
+    """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end. Loaded where it is used (fewer registers than a tile)."""
+    return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0)
+
+
+@triton.jit
+def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, p_Brow, p_Crow, m_n, N, t0, t_end, b_A2, b_A, b_dA,
+              p_dB, p_dC, rs_off, rs_mask, lane, RS: tl.constexpr):  # fmt: skip
     """Four steps backwards. b_h: the state before the tile; b_mu: a_{t+1} λ_{t+1} after the tile.
 
     Returns μ before the tile, the (BLOCK_D, 4) tiles dΔ, Σ_n λB, y' − D u, the (BLOCK_N, 4) tiles dB, dC
-    and dA.
+    (zeros with RS: added to HBM step by step) and dA.
     """
     dt0, dt1, dt2, dt3 = split4(b_dt)
     u0, u1, u2, u3 = split4(b_u)
     g0, g1, g2, g3 = split4(b_g)
-    B0, B1, B2, B3 = split4(b_B)
-    C0, C1, C2, C3 = split4(b_C)
     # recompute the 4 states forwards and keep them
-    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * B0[None, :]
-    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * B1[None, :]
-    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * B2[None, :]
-    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * B3[None, :]
+    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * _vec(p_Brow, m_n, N, t0, t_end)[None, :]
+    h1 = (
+        tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * _vec(p_Brow, m_n, N, t0 + 1, t_end)[None, :]
+    )
+    h2 = (
+        tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * _vec(p_Brow, m_n, N, t0 + 2, t_end)[None, :]
+    )
+    h3 = (
+        tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * _vec(p_Brow, m_n, N, t0 + 3, t_end)[None, :]
+    )
     # walk them backwards: λ_t = g_t C_t + μ, then μ ← a_t λ_t (a_t recomputed: fewer registers)
+    B3, C3 = _vec(p_Brow, m_n, N, t0 + 3, t_end), _vec(p_Crow, m_n, N, t0 + 3, t_end)
     lam = g3[:, None] * C3[None, :] + b_mu
-    ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(lam, h3, dt3, u3, g3, B3, C3, b_A, b_dA)
+    ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(
+        lam, h3, dt3, u3, g3, B3, C3, b_A, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 3, N, t_end, RS
+    )
     b_mu = tl.exp2(dt3[:, None] * b_A2) * lam
+    B2, C2 = _vec(p_Brow, m_n, N, t0 + 2, t_end), _vec(p_Crow, m_n, N, t0 + 2, t_end)
     lam = g2[:, None] * C2[None, :] + b_mu
-    ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(lam, h2, dt2, u2, g2, B2, C2, b_A, b_dA)
+    ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(
+        lam, h2, dt2, u2, g2, B2, C2, b_A, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 2, N, t_end, RS
+    )
     b_mu = tl.exp2(dt2[:, None] * b_A2) * lam
+    B1, C1 = _vec(p_Brow, m_n, N, t0 + 1, t_end), _vec(p_Crow, m_n, N, t0 + 1, t_end)
     lam = g1[:, None] * C1[None, :] + b_mu
-    ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(lam, h1, dt1, u1, g1, B1, C1, b_A, b_dA)
+    ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(
+        lam, h1, dt1, u1, g1, B1, C1, b_A, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 1, N, t_end, RS
+    )
     b_mu = tl.exp2(dt1[:, None] * b_A2) * lam
+    B0, C0 = _vec(p_Brow, m_n, N, t0, t_end), _vec(p_Crow, m_n, N, t0, t_end)
     lam = g0[:, None] * C0[None, :] + b_mu
-    ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(lam, h0, dt0, u0, g0, B0, C0, b_A, b_dA)
+    ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(
+        lam, h0, dt0, u0, g0, B0, C0, b_A, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0, N, t_end, RS
+    )
     b_mu = tl.exp2(dt0[:, None] * b_A2) * lam
     return (
         b_mu,
@@ -131,6 +200,7 @@ def _load_tile(
     m_d,
     o_row_n,
     m_n,
+    N,
     t0,
     t_end,
     b_bias,
@@ -138,18 +208,17 @@ def _load_tile(
     HAS_DELTA_BIAS: tl.constexpr,
     DELTA_SOFTPLUS: tl.constexpr,
 ):
-    """The 4 steps from t0: Δ (0 past t_end), the raw Δ + bias, u, z, dy, g = dy·silu(z), B, C."""
+    """The 4 steps from t0: Δ (0 past t_end), the raw Δ + bias, u, z, dy, g = dy·silu(z), and the
+    offsets and mask of the (BLOCK_N, 4) tile of B, C, dB, dC."""
     o_l = t0 + tl.arange(0, 4)
     m_l = o_l < t_end
     o_dl = o_row_d[:, None] + o_l[None, :]
     m_dl = m_d[:, None] & m_l[None, :]
-    o_nl = o_row_n[:, None] + o_l[None, :]
+    o_nl = o_row_n[:, None] + o_l[None, :] * N
     m_nl = m_n[:, None] & m_l[None, :]
     b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
     b_raw = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
     b_dy = tl.load(p_dy + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0)
-    b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0)
     if HAS_DELTA_BIAS:
         b_raw += b_bias[:, None]
     if DELTA_SOFTPLUS:
@@ -165,7 +234,7 @@ def _load_tile(
         b_z = b_dy
         b_sig = b_dy
         b_g = b_dy
-    return o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C
+    return o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g
 
 
 @triton.jit(do_not_specialize=["s_n"])
@@ -174,12 +243,12 @@ def selective_scan_bwd_kernel(
     p_u,  # (batch, d_inner, L)
     p_delta,  # (batch, d_inner, L) raw time step
     p_A,  # (d_inner, N) fp32
-    p_B,  # (batch, groups, N, L) fp32
-    p_C,  # (batch, groups, N, L) fp32
+    p_B,  # (batch, groups, L, N) fp32
+    p_C,  # (batch, groups, L, N) fp32
     p_D,  # (d_inner,) fp32 (HAS_D)
     p_z,  # (batch, d_inner, L) (HAS_Z)
     p_delta_bias,  # (d_inner,) fp32 (HAS_DELTA_BIAS)
-    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32: the state entering every CHUNK steps
+    p_h_chunks,  # (batch, n_chunks, N, d_inner) fp32: the state entering every CHUNK steps
     # ---- incoming gradients ----
     p_dy,  # (batch, d_inner, L)
     p_dh_last,  # (batch, d_inner, N) fp32 (HAS_DH_LAST)
@@ -188,8 +257,8 @@ def selective_scan_bwd_kernel(
     p_ddelta,  # (batch, d_inner, L) in delta's dtype
     p_dz,  # (batch, d_inner, L) in z's dtype (HAS_Z)
     p_dA,  # (d_inner, N) fp32, zeroed: atomics add into it
-    p_dB,  # (batch, groups, N, L) fp32, zeroed
-    p_dC,  # (batch, groups, N, L) fp32, zeroed
+    p_dB,  # (batch, groups, L, N) fp32, zeroed
+    p_dC,  # (batch, groups, L, N) fp32, zeroed
     p_dD,  # (d_inner,) fp32, zeroed (HAS_D)
     p_ddelta_bias,  # (d_inner,) fp32, zeroed (HAS_DELTA_BIAS)
     p_dh0,  # (batch, d_inner, N) fp32 (NEED_DH0)
@@ -215,6 +284,7 @@ def selective_scan_bwd_kernel(
     DELTA_SOFTPLUS: tl.constexpr,
     HAS_DH_LAST: tl.constexpr,
     NEED_DH0: tl.constexpr,
+    RS: tl.constexpr,  # dB, dC summed over the warp by a reduce-scatter (a GPU with 32-thread warps)
 ):
     tl.static_assert(CHUNK == 8, "the backward walks blocks of two 4-step tiles")
     # ---- 1. ownership and offsets, as in the forward ----
@@ -229,7 +299,7 @@ def selective_scan_bwd_kernel(
     i_g = (i_d * BLOCK_D) // d_per_group
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L
-    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L
+    o_row_n = (i_b * n_groups + i_g) * L * N + o_n  # B, C, dB, dC at step 0; step t adds t·N
     o_n = o_n * s_n
     o_bd = i_b * d_inner + o_d[:, None]
     o_state = o_bd * N + o_n[None, :]
@@ -257,6 +327,17 @@ def selective_scan_bwd_kernel(
             b_mend = tl.load(p_seg_mu + (o_bd * n_seg + j) * N + o_n[None, :], mask=m_state, other=0.0)
             b_mu = tl.exp2(b_dsum[:, None] * b_A2) * b_mu + b_mend
 
+    if RS:  # which sums each thread adds to HBM after the reduce-scatter (see _channel_sums)
+        lane = tl.inline_asm_elementwise("mov.u32 $0, %laneid;", "=r,r", [o_d], dtype=tl.int32, is_pure=True,
+                                         pack=1)  # fmt: skip
+        rev = ((lane & 1) << 4) | ((lane & 2) << 2) | (lane & 4) | ((lane & 8) >> 2) | ((lane & 16) >> 4)
+        rs_i = tl.arange(0, 2 * BLOCK_N // 32)[None, :] * 32 + rev[:, None]  # entry 2n + (0: dB, 1: dC)
+        rs_off = (((i_b * n_groups + i_g) * L * N + rs_i // 2) << 1) | (rs_i & 1)  # (offset, which)
+        rs_n_ok = rs_i // 2 < N
+    else:
+        lane = o_d
+        rs_off = o_d[:, None].to(tl.int64)
+        rs_n_ok = m_d[:, None]
     b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # per-program partial sums
     b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
     b_ddb = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -272,22 +353,21 @@ def selective_scan_bwd_kernel(
         c = c_hi - 1 - i
         if STATE_ONLY:
             for half in tl.static_range(2):  # tile b (steps 8c+4 … 8c+7), then tile a (8c … 8c+3)
-                _, _, _, _, _, _, b_dt, _, _, _, b_g, _, b_C = _load_tile(
-                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4 - 4 * half,
+                _, _, o_nl, m_nl, _, _, b_dt, _, _, _, b_g = _load_tile(
+                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, N, c * 8 + 4 - 4 * half,
                     t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
                 b_dsum += tl.sum(b_dt, axis=1)
-                b_mu = _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2)
+                b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
         else:
             # the saved state entering the block, advanced over its first 4 steps (tile a): the state
             # entering tile b. Tile a is loaded again after tile b (fewer registers than keeping it).
-            b_h_a = tl.load(p_h_chunks + (o_bd * n_chunks + c) * N + o_n[None, :], mask=m_state, other=0.0)
+            o_hc = ((i_b * n_chunks + c) * N + o_n[None, :]) * d_inner + o_d[:, None] * s_n
+            b_h_a = tl.load(p_h_chunks + o_hc, mask=m_state, other=0.0)
             o_l = c * 8 + tl.arange(0, 4)
             o_dl = o_row_d[:, None] + o_l[None, :]
             m_dl = m_d[:, None] & (o_l < t_end)[None, :]
             b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
             b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-            b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :], mask=m_n[:, None] & (o_l < t_end)[None, :],
-                          other=0.0)  # fmt: skip
             if HAS_DELTA_BIAS:
                 b_dt += b_bias[:, None]
             if DELTA_SOFTPLUS:
@@ -295,21 +375,36 @@ def selective_scan_bwd_kernel(
             b_dt = tl.where(m_dl, b_dt, 0.0)
             d0, d1, d2, d3 = split4(b_dt)
             x0, x1, x2, x3 = split4(b_dt * b_u)
-            B0, B1, B2, B3 = split4(b_B)
-            b_h_b = tl.exp2(d0[:, None] * b_A2) * b_h_a + x0[:, None] * B0[None, :]
-            b_h_b = tl.exp2(d1[:, None] * b_A2) * b_h_b + x1[:, None] * B1[None, :]
-            b_h_b = tl.exp2(d2[:, None] * b_A2) * b_h_b + x2[:, None] * B2[None, :]
-            b_h_b = tl.exp2(d3[:, None] * b_A2) * b_h_b + x3[:, None] * B3[None, :]
+            p_Brow = p_B + o_row_n
+            b_h_b = (
+                tl.exp2(d0[:, None] * b_A2) * b_h_a
+                + x0[:, None] * _vec(p_Brow, m_n, N, c * 8, t_end)[None, :]
+            )
+            b_h_b = (
+                tl.exp2(d1[:, None] * b_A2) * b_h_b
+                + x1[:, None] * _vec(p_Brow, m_n, N, c * 8 + 1, t_end)[None, :]
+            )
+            b_h_b = (
+                tl.exp2(d2[:, None] * b_A2) * b_h_b
+                + x2[:, None] * _vec(p_Brow, m_n, N, c * 8 + 2, t_end)[None, :]
+            )
+            b_h_b = (
+                tl.exp2(d3[:, None] * b_A2) * b_h_b
+                + x3[:, None] * _vec(p_Brow, m_n, N, c * 8 + 3, t_end)[None, :]
+            )
             for half in tl.static_range(2):  # tile b, then tile a
                 if half == 0:
                     b_h = b_h_b
                 else:
                     b_h = b_h_a
-                o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g, b_B, b_C = _load_tile(
-                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, c * 8 + 4 - 4 * half,
+                o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g = _load_tile(
+                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, N, c * 8 + 4 - 4 * half,
                     t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+                t0 = c * 8 + 4 - 4 * half
                 b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
-                    b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, b_A2, b_A, b_dA)  # fmt: skip
+                    b_h, b_mu, b_dt, b_u, b_g, p_B + o_row_n, p_C + o_row_n, m_n, N, t0, t_end, b_A2, b_A, b_dA,
+                    p_dB, p_dC, rs_off, rs_n_ok, lane, RS,
+                )  # fmt: skip
                 b_du = b_dt * b_slb
                 if HAS_D:
                     b_du += b_D[:, None] * b_g
@@ -325,9 +420,9 @@ def selective_scan_bwd_kernel(
                     b_ddb += tl.sum(b_ddt, axis=1)
                 tl.store(p_du + o_dl, b_du.to(p_du.dtype.element_ty), mask=m_dl)
                 tl.store(p_ddelta + o_dl, b_ddt.to(p_ddelta.dtype.element_ty), mask=m_dl)
-                # dB, dC: summed over this program's channels, added to the other programs' sums
-                tl.atomic_add(p_dB + o_nl, b_dBt, mask=m_nl, sem="relaxed")
-                tl.atomic_add(p_dC + o_nl, b_dCt, mask=m_nl, sem="relaxed")
+                if not RS:  # dB, dC: summed over this program's channels, added to the other programs'
+                    tl.atomic_add(p_dB + o_nl, b_dBt, mask=m_nl, sem="relaxed")
+                    tl.atomic_add(p_dC + o_nl, b_dCt, mask=m_nl, sem="relaxed")
 
     # ---- 4. what this program hands on ----
     if STATE_ONLY:
@@ -376,8 +471,9 @@ def selective_scan_bwd(
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
+    assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
     assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
-    assert h_chunks.shape[2] == triton.cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
+    assert h_chunks.shape[1] == triton.cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
     cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
     block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
     dev, f32 = u.device, torch.float32
@@ -412,6 +508,7 @@ def selective_scan_bwd(
             STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
+            RS=bool(cfg.get("rs", True)) and u.is_cuda and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
             num_warps=cfg["num_warps"],
         )  # fmt: skip
 

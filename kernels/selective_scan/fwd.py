@@ -94,8 +94,8 @@ def selective_scan_fwd_kernel(
     p_u,  # (batch, d_inner, L) the input sequence, fp32/fp16/bf16
     p_delta,  # (batch, d_inner, L) the raw time step, before delta_bias and softplus
     p_A,  # (d_inner, N) fp32, the diagonal state matrix (negative for a decaying state)
-    p_B,  # (batch, groups, N, L) fp32 input projection; channel d uses group d // (d_inner // groups)
-    p_C,  # (batch, groups, N, L) fp32 output projection
+    p_B,  # (batch, groups, L, N) fp32 input projection; channel d uses group d // (d_inner // groups)
+    p_C,  # (batch, groups, L, N) fp32 output projection (states last: B_t is 64 contiguous bytes)
     p_D,  # (d_inner,) fp32 skip connection (read when HAS_D)
     p_z,  # (batch, d_inner, L) gate (read when HAS_Z)
     p_delta_bias,  # (d_inner,) fp32 (read when HAS_DELTA_BIAS)
@@ -103,7 +103,7 @@ def selective_scan_fwd_kernel(
     # ---- outputs ----
     p_y,  # (batch, d_inner, L) in u's dtype
     p_h_last,  # (batch, d_inner, N) fp32, the state after the last step
-    p_h_chunks,  # (batch, d_inner, n_chunks, N) fp32, the state entering every CHUNK steps (SAVE_CHUNKS)
+    p_h_chunks,  # (batch, n_chunks, N, d_inner) fp32: the state entering every CHUNK steps (SAVE_CHUNKS)
     p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start
     p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
     # ---- sizes ----
@@ -140,7 +140,7 @@ def selective_scan_fwd_kernel(
     i_g = (i_d * BLOCK_D) // d_per_group  # the B/C group of every channel of the block
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) row starts in u, delta, z, y
-    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) row starts in B, C
+    o_row_n = (i_b * n_groups + i_g) * L * N + o_n  # (BLOCK_N,) B, C at step 0; step t adds t·N
     # (channel, state) offsets. s_n (= 1) hides from the compiler that the states are contiguous in
     # memory: otherwise it would spread the states of a channel over 4 threads to vectorise this load,
     # and every step would then move data between threads.
@@ -169,6 +169,8 @@ def selective_scan_fwd_kernel(
             b_hend = tl.load(p_seg_h + (o_bd * n_seg + j) * N + o_n[None, :], mask=m_state, other=0.0)
             b_h = tl.exp2(b_dsum[:, None] * b_A2) * b_h + b_hend
     b_dsum_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if SAVE_CHUNKS:  # (batch, chunk, state, channel): the threads of a warp write neighbouring floats
+        p_hc = p_h_chunks + (i_b * tl.cdiv(L, CHUNK) * N + o_n[None, :]) * d_inner + o_d[:, None] * s_n
 
     # ---- 4. walk along the segment, 4 steps per iteration ----
     t_start = i_s * seg_len
@@ -178,13 +180,12 @@ def selective_scan_fwd_kernel(
         m_l = o_l < t_end
         if SAVE_CHUNKS:  # the state entering every CHUNK steps, for the backward pass to restart from
             if (i % (CHUNK // 4)) == 0:
-                o_hc = (o_bd * tl.cdiv(L, CHUNK) + i // (CHUNK // 4)) * N + o_n[None, :]
-                tl.store(p_h_chunks + o_hc, b_h, mask=m_state)
+                tl.store(p_hc + (i // (CHUNK // 4)) * (N * d_inner), b_h, mask=m_state)
 
         # load: tiles of (BLOCK_D, 4) for u, delta and of (BLOCK_N, 4) for B (C below), upcast to fp32
         o_dl = o_row_d[:, None] + o_l[None, :]
         m_dl = m_d[:, None] & m_l[None, :]
-        o_nl = o_row_n[:, None] + o_l[None, :]
+        o_nl = o_row_n[:, None] + o_l[None, :] * N
         m_nl = m_n[:, None] & m_l[None, :]
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
@@ -291,22 +292,24 @@ def selective_scan_fwd(
     chunk: int = CHUNK,
     **launch,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward on validated, contiguous tensors (B, C fp32 with a groups axis).
+    """Launch the forward on validated, contiguous tensors (B, C fp32, (batch, groups, L, N)).
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
-    every ``chunk`` steps (batch, d_inner, cdiv(L, chunk), N) fp32 (empty unless ``save_chunks``).
+    every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
+    last, so that the 32 threads of a warp write (and the backward reads) 32 neighbouring floats.
     ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
+    assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
     cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
     block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
     n_chunks = triton.cdiv(L, chunk)
     dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
     h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
-    shape = (batch, d_inner, n_chunks, N) if save_chunks else (0,)
+    shape = (batch, n_chunks, N, d_inner) if save_chunks else (0,)
     h_chunks = torch.empty(shape, device=dev, dtype=f32)
     if batch * d_inner == 0:
         return y, h_last, h_chunks

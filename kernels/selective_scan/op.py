@@ -49,7 +49,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chun
     batch, d_inner, L = u.shape
     N = A.shape[1]
     n_chunks = (L + chunk - 1) // chunk
-    shape = (batch, d_inner, n_chunks, N) if save_chunks else (0,)
+    shape = (batch, n_chunks, N, d_inner) if save_chunks else (0,)
     return (
         torch.empty_like(u),
         u.new_empty(batch, d_inner, N, dtype=torch.float32),
@@ -197,6 +197,13 @@ def _check_device(tensors: list[Tensor]) -> None:
         )
 
 
+def _states_last(t: Tensor) -> Tensor:
+    """(batch, groups, N, L) → (batch, groups, L, N) fp32 contiguous: the kernels read B_t, C_t (all N states
+    of one step) in every thread, 64 contiguous bytes in this layout; B and C are N/d_inner of the traffic,
+    so the copy is cheap. Differentiable: the gradient goes back through the transpose and the cast."""
+    return t.transpose(-1, -2).float().contiguous()
+
+
 def selective_scan_fn(
     u: Tensor,
     delta: Tensor,
@@ -238,8 +245,8 @@ def selective_scan_fn(
         u.contiguous(),
         delta.contiguous(),
         f32(A),
-        f32(B4),  # B and C in fp32: every thread reads all of them, converting once here is cheaper
-        f32(C4),
+        _states_last(B4),
+        _states_last(C4),
         f32(D),
         None if z is None else z.contiguous(),
         f32(delta_bias),

@@ -26,7 +26,7 @@ def main(argv=None):
     shape = tuple(a.shape)
     x = make_inputs(shape, DTYPES[a.dtype])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = B.unsqueeze(1).float(), C.unsqueeze(1).float()
+    B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (B, C))  # (batch, 1, L, N)
     dy = torch.randn_like(u)
 
     def fwd():
