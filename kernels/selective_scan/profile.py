@@ -1,7 +1,9 @@
-"""Profile the kernels on a GPU: time, registers and spills at the default launch sizes; a target for ``ncu``.
+"""Profile the kernels on a GPU: time, registers and spills at the default launch sizes; where the time of
+one call goes; a target for ``ncu``.
 
     python -m minimamba.kernels.selective_scan.profile                 # fwd then bwd, default launch sizes
     python -m minimamba.kernels.selective_scan.profile --dtype bf16 --shape 1 1536 65536 16
+    python -m minimamba.kernels.selective_scan.profile --breakdown     # every kernel of one fwd / fwd+bwd
     ncu --clock-control none -k regex:fwd_kernel --launch-skip 1 --launch-count 1 \\
         python -m minimamba.kernels.selective_scan.profile
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 import triton
@@ -16,33 +19,75 @@ import triton
 from . import bwd as kbwd
 from . import fwd as kfwd
 from .bench import DTYPES, ORDER, make_inputs
+from .op import selective_scan_fn
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--shape", type=int, nargs=4, default=(8, 1536, 2048, 16))
-    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
-    a = p.parse_args(argv)
-    shape = tuple(a.shape)
-    x = make_inputs(shape, DTYPES[a.dtype])
+def kernels_alone(shape, dname):
+    x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
     B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (B, C))  # (batch, 1, L, N)
     dy = torch.randn_like(u)
 
-    def fwd():
-        return kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True)
+    def fwd(save=True):
+        return kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, save)
 
     _, _, hc = fwd()
 
     def bwd():
         return kbwd.selective_scan_bwd(u, delta, A, B4, C4, D, z, db, hc, dy, None, True, False)
 
-    for name, fn, mod in (("fwd", fwd, kfwd), ("bwd", bwd, kbwd)):
+    for name, fn, mod in (("fwd", lambda: fwd(False), kfwd), ("fwd+save", fwd, kfwd), ("bwd", bwd, kbwd)):
         fn()
         k = mod.LAST[0]
         ms = triton.testing.do_bench(fn, return_mode="median")
         cfg = mod.default_config(*shape, u.device)
-        print(f"{name} {shape} {a.dtype} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills")
+        print(f"{name:8s} {shape} {dname} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills")
+
+
+def breakdown(shape, dname):
+    """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = make_inputs(shape, DTYPES[dname])
+    args = [x[k] for k in ORDER]
+    leaves = [a.detach().requires_grad_() for a in args]
+    dy = torch.randn_like(args[0])
+
+    def fwd():
+        with torch.no_grad():
+            return selective_scan_fn(*args, delta_softplus=True)
+
+    def fwd_bwd():
+        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
+
+    for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            fn()
+        host = (time.perf_counter() - t0) / 20 * 1e3
+        torch.cuda.synchronize()
+        total = (time.perf_counter() - t0) / 20 * 1e3
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        rows = [(e.key, e.device_time_total / e.count / 1e3, e.count) for e in prof.key_averages()
+                if e.device_time_total > 0]  # fmt: skip
+        gpu = sum(ms * n for _, ms, n in rows)
+        print(f"{name} {shape} {dname}: host {host:.3f} ms/call, wall {total:.3f} ms/call, GPU {gpu:.3f} ms")
+        for key, ms, n in sorted(rows, key=lambda r: -r[1] * r[2]):
+            print(f"    {ms * n:8.3f} ms  {n} x {key[:90]}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--shape", type=int, nargs=4, default=(8, 1536, 2048, 16))
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument("--breakdown", action="store_true")
+    a = p.parse_args(argv)
+    (breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
 
 
 if __name__ == "__main__":
