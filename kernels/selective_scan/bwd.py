@@ -21,10 +21,10 @@ states h are not stored; they are recomputed from the state the forward saved ev
 channels per program, 4 steps per tile. The sums over states (Σ_n) stay inside the thread; the sums over
 channels (dB, dC) cross the threads of the program and then the programs (fp32 atomics).
 
-**Order.** Blocks of CHUNK = 8 steps, from the last to the first. For one block: advance the saved state
-over its first 4 steps (the state in the middle), then the last 4 steps backwards, then the first 4
-backwards — each 4-step tile recomputes its states forwards, keeps them in registers, and walks them
-backwards. No (batch, d_inner, L, N) tensor is ever written.
+**Order.** Tiles of 4 steps, from the last to the first. Each starts from the state the forward saved at
+the start of its CHUNK = 8 steps (advanced over the chunk's first tile when it is the second one),
+recomputes its 4 states forwards, keeps them in registers, and walks them backwards. No (batch, d_inner,
+L, N) tensor is ever written.
 
 **Segments** (few sequences · channels): as in the forward, a first pass (``STATE_ONLY``) runs the adjoint
 of every segment from μ = 0 and keeps the μ it ends with; the main pass starts each segment from the μ
@@ -115,12 +115,12 @@ def _step_grads(lam, h, dt, u, g, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask,
 
 @triton.jit
 def _vec(p_row, m_n, N, t, t_end):
-    """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end. Loaded where it is used (fewer registers than a tile)."""
+    """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end, loaded where it is used (a tile would hold 64 registers)."""
     return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0)
 
 
 @triton.jit
-def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, N, t0, t_end, b_A2, b_dA,
+def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, p_Brow, p_Crow, m_n, N, t0, t_end, b_A2, b_dA,
               p_dB, p_dC, rs_off, rs_mask, lane, RS: tl.constexpr):  # fmt: skip
     """Four steps backwards. b_h: the state before the tile; b_mu: a_{t+1} λ_{t+1} after the tile.
 
@@ -130,32 +130,38 @@ def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, b_B, b_C, N, t0, t_end, b_A2, b_dA,
     dt0, dt1, dt2, dt3 = split4(b_dt)
     u0, u1, u2, u3 = split4(b_u)
     g0, g1, g2, g3 = split4(b_g)
-    B0, B1, B2, B3 = split4(b_B)
-    C0, C1, C2, C3 = split4(b_C)
     # recompute the 4 states forwards and keep them
-    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * B0[None, :]
-    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * B1[None, :]
-    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * B2[None, :]
-    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * B3[None, :]
+    B = _vec(p_Brow, m_n, N, t0, t_end)
+    h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * B[None, :]
+    B = _vec(p_Brow, m_n, N, t0 + 1, t_end)
+    h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * B[None, :]
+    B = _vec(p_Brow, m_n, N, t0 + 2, t_end)
+    h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * B[None, :]
+    B = _vec(p_Brow, m_n, N, t0 + 3, t_end)
+    h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * B[None, :]
     # walk them backwards: λ_t = g_t C_t + μ, then μ ← a_t λ_t (a_t recomputed: fewer registers)
-    lam = g3[:, None] * C3[None, :] + b_mu
+    C = _vec(p_Crow, m_n, N, t0 + 3, t_end)
+    lam = g3[:, None] * C[None, :] + b_mu
     ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(
-        lam, h3, dt3, u3, g3, B3, C3, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 3, N, t_end, RS
+        lam, h3, dt3, u3, g3, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 3, N, t_end, RS
     )
     b_mu = tl.exp2(dt3[:, None] * b_A2) * lam
-    lam = g2[:, None] * C2[None, :] + b_mu
+    B, C = _vec(p_Brow, m_n, N, t0 + 2, t_end), _vec(p_Crow, m_n, N, t0 + 2, t_end)
+    lam = g2[:, None] * C[None, :] + b_mu
     ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(
-        lam, h2, dt2, u2, g2, B2, C2, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 2, N, t_end, RS
+        lam, h2, dt2, u2, g2, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 2, N, t_end, RS
     )
     b_mu = tl.exp2(dt2[:, None] * b_A2) * lam
-    lam = g1[:, None] * C1[None, :] + b_mu
+    B, C = _vec(p_Brow, m_n, N, t0 + 1, t_end), _vec(p_Crow, m_n, N, t0 + 1, t_end)
+    lam = g1[:, None] * C[None, :] + b_mu
     ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(
-        lam, h1, dt1, u1, g1, B1, C1, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 1, N, t_end, RS
+        lam, h1, dt1, u1, g1, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 1, N, t_end, RS
     )
     b_mu = tl.exp2(dt1[:, None] * b_A2) * lam
-    lam = g0[:, None] * C0[None, :] + b_mu
+    B, C = _vec(p_Brow, m_n, N, t0, t_end), _vec(p_Crow, m_n, N, t0, t_end)
+    lam = g0[:, None] * C[None, :] + b_mu
     ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(
-        lam, h0, dt0, u0, g0, B0, C0, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0, N, t_end, RS
+        lam, h0, dt0, u0, g0, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0, N, t_end, RS
     )
     b_mu = tl.exp2(dt0[:, None] * b_A2) * lam
     return (
@@ -183,13 +189,36 @@ def _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2):
 
 
 @triton.jit
+def _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b_bias, b_A2,
+             HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):  # fmt: skip
+    """The state after the 4 steps from t0, from the state before them (the forward's recurrence)."""
+    o_l = t0 + tl.arange(0, 4)
+    m_l = o_l < t_end
+    o_dl = o_row_d[:, None] + o_l[None, :]
+    m_dl = m_d[:, None] & m_l[None, :]
+    b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
+    if HAS_DELTA_BIAS:
+        b_dt += b_bias[:, None]
+    if DELTA_SOFTPLUS:
+        b_dt = softplus(b_dt)
+    b_dt = tl.where(m_dl, b_dt, 0.0)
+    d0, d1, d2, d3 = split4(b_dt)
+    x0, x1, x2, x3 = split4(b_dt * b_u)
+    B0, B1, B2, B3 = split4(b_B)
+    b_h = tl.exp2(d0[:, None] * b_A2) * b_h + x0[:, None] * B0[None, :]
+    b_h = tl.exp2(d1[:, None] * b_A2) * b_h + x1[:, None] * B1[None, :]
+    b_h = tl.exp2(d2[:, None] * b_A2) * b_h + x2[:, None] * B2[None, :]
+    return tl.exp2(d3[:, None] * b_A2) * b_h + x3[:, None] * B3[None, :]
+
+
+@triton.jit
 def _load_tile(
     p_u,
     p_delta,
     p_z,
     p_dy,
-    p_B,
-    p_C,
     o_row_d,
     m_d,
     o_row_n,
@@ -336,88 +365,51 @@ def selective_scan_bwd_kernel(
     b_ddb = tl.zeros([BLOCK_D], dtype=tl.float32)
     b_dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
 
-    # ---- 3. blocks of 8 steps from the last to the first ----
+    # ---- 3. tiles of 4 steps from the last to the first ----
     t_start = i_s * seg_len
     t_end = tl.minimum(t_start + seg_len, L)
-    c_lo = t_start // 8
-    c_hi = tl.cdiv(t_end, 8)
-    n_chunks = tl.cdiv(L, 8)
-    for i in tl.range(0, c_hi - c_lo, num_stages=STAGES):
-        c = c_hi - 1 - i
+    k_lo = t_start // 4
+    k_hi = tl.cdiv(t_end, 4)
+    n_chunks = tl.cdiv(L, CHUNK)
+    for i in tl.range(0, k_hi - k_lo, num_stages=STAGES):
+        k = k_hi - 1 - i  # this tile: steps 4k … 4k+3
+        t0 = k * 4
+        o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g = _load_tile(
+            p_u, p_delta, p_z, p_dy, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b_bias,
+            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
         if STATE_ONLY:
-            for half in tl.static_range(2):  # tile b (steps 8c+4 … 8c+7), then tile a (8c … 8c+3)
-                _, _, o_nl, m_nl, _, _, b_dt, _, _, _, b_g = _load_tile(
-                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, N, c * 8 + 4 - 4 * half,
-                    t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
-                b_dsum += tl.sum(b_dt, axis=1)
-                b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
+            b_dsum += tl.sum(b_dt, axis=1)
+            b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
         else:
-            # the saved state entering the block, advanced over its first 4 steps (tile a): the state
-            # entering tile b. Tile a is loaded again after tile b (fewer registers than keeping it).
-            o_hc = ((i_b * n_chunks + c) * N + o_n[None, :]) * d_inner + o_d[:, None] * s_n
-            b_h_a = tl.load(p_h_chunks + o_hc, mask=m_state, other=0.0)
-            o_l = c * 8 + tl.arange(0, 4)
-            o_dl = o_row_d[:, None] + o_l[None, :]
-            m_dl = m_d[:, None] & (o_l < t_end)[None, :]
-            b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-            b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-            if HAS_DELTA_BIAS:
-                b_dt += b_bias[:, None]
+            # the state entering the tile: the one saved at the start of its 8-step chunk, advanced over
+            # the chunk's first tile when this is the second
+            o_hc = ((i_b * n_chunks + k // 2) * N + o_n[None, :]) * d_inner + o_d[:, None] * s_n
+            b_h = tl.load(p_h_chunks + o_hc, mask=m_state, other=0.0)
+            if k % 2 == 1:
+                b_h = _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0 - 4, t_end, b_bias, b_A2,
+                               HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+            b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
+                b_h, b_mu, b_dt, b_u, b_g, p_B + o_row_n, p_C + o_row_n, m_n, N, t0, t_end, b_A2, b_dA,
+                p_dB, p_dC, rs_off, rs_n_ok, lane, RS,
+            )  # fmt: skip
+            b_du = b_dt * b_slb
+            if HAS_D:
+                b_du += b_D[:, None] * b_g
+                b_dD += tl.sum(b_g * b_u, axis=1)
+                b_yp += b_D[:, None] * b_u
+            if HAS_Z:  # y' = C·h + D u recomputed; silu'(z) = σ(z)(1 + z(1 − σ(z)))
+                b_dz = b_dy * b_yp * b_sig * (1.0 + b_z * (1.0 - b_sig))
+                tl.store(p_dz + o_dl, b_dz.to(p_dz.dtype.element_ty), mask=m_dl)
             if DELTA_SOFTPLUS:
-                b_dt = softplus(b_dt)
-            b_dt = tl.where(m_dl, b_dt, 0.0)
-            d0, d1, d2, d3 = split4(b_dt)
-            x0, x1, x2, x3 = split4(b_dt * b_u)
-            p_Brow = p_B + o_row_n
-            b_h_b = (
-                tl.exp2(d0[:, None] * b_A2) * b_h_a
-                + x0[:, None] * _vec(p_Brow, m_n, N, c * 8, t_end)[None, :]
-            )
-            b_h_b = (
-                tl.exp2(d1[:, None] * b_A2) * b_h_b
-                + x1[:, None] * _vec(p_Brow, m_n, N, c * 8 + 1, t_end)[None, :]
-            )
-            b_h_b = (
-                tl.exp2(d2[:, None] * b_A2) * b_h_b
-                + x2[:, None] * _vec(p_Brow, m_n, N, c * 8 + 2, t_end)[None, :]
-            )
-            b_h_b = (
-                tl.exp2(d3[:, None] * b_A2) * b_h_b
-                + x3[:, None] * _vec(p_Brow, m_n, N, c * 8 + 3, t_end)[None, :]
-            )
-            for half in tl.static_range(2):  # tile b, then tile a
-                if half == 0:
-                    b_h = b_h_b
-                else:
-                    b_h = b_h_a
-                o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g = _load_tile(
-                    p_u, p_delta, p_z, p_dy, p_B, p_C, o_row_d, m_d, o_row_n, m_n, N, c * 8 + 4 - 4 * half,
-                    t_end, b_bias, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
-                t0 = c * 8 + 4 - 4 * half
-                b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
-                    b_h, b_mu, b_dt, b_u, b_g,
-                    tl.load(p_B + o_nl, mask=m_nl, other=0.0), tl.load(p_C + o_nl, mask=m_nl, other=0.0),
-                    N, t0, t_end, b_A2, b_dA,
-                    p_dB, p_dC, rs_off, rs_n_ok, lane, RS,
-                )  # fmt: skip
-                b_du = b_dt * b_slb
-                if HAS_D:
-                    b_du += b_D[:, None] * b_g
-                    b_dD += tl.sum(b_g * b_u, axis=1)
-                    b_yp += b_D[:, None] * b_u
-                if HAS_Z:  # y' = C·h + D u recomputed; silu'(z) = σ(z)(1 + z(1 − σ(z)))
-                    b_dz = b_dy * b_yp * b_sig * (1.0 + b_z * (1.0 - b_sig))
-                    tl.store(p_dz + o_dl, b_dz.to(p_dz.dtype.element_ty), mask=m_dl)
-                if DELTA_SOFTPLUS:
-                    b_ddt *= tl.sigmoid(b_raw)
-                b_ddt = tl.where(m_dl, b_ddt, 0.0)
-                if HAS_DELTA_BIAS:
-                    b_ddb += tl.sum(b_ddt, axis=1)
-                tl.store(p_du + o_dl, b_du.to(p_du.dtype.element_ty), mask=m_dl)
-                tl.store(p_ddelta + o_dl, b_ddt.to(p_ddelta.dtype.element_ty), mask=m_dl)
-                if not RS:  # dB, dC: summed over this program's channels, added to the other programs'
-                    tl.atomic_add(p_dB + o_nl, b_dBt, mask=m_nl, sem="relaxed")
-                    tl.atomic_add(p_dC + o_nl, b_dCt, mask=m_nl, sem="relaxed")
+                b_ddt *= tl.sigmoid(b_raw)
+            b_ddt = tl.where(m_dl, b_ddt, 0.0)
+            if HAS_DELTA_BIAS:
+                b_ddb += tl.sum(b_ddt, axis=1)
+            tl.store(p_du + o_dl, b_du.to(p_du.dtype.element_ty), mask=m_dl)
+            tl.store(p_ddelta + o_dl, b_ddt.to(p_ddelta.dtype.element_ty), mask=m_dl)
+            if not RS:  # dB, dC: summed over this program's channels, added to the other programs'
+                tl.atomic_add(p_dB + o_nl, b_dBt, mask=m_nl, sem="relaxed")
+                tl.atomic_add(p_dC + o_nl, b_dCt, mask=m_nl, sem="relaxed")
 
     # ---- 4. what this program hands on ----
     if STATE_ONLY:
