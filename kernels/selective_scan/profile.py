@@ -81,13 +81,55 @@ def breakdown(shape, dname):
             print(f"    {ms * n:8.3f} ms  {n} x {key[:90]}")
 
 
+def host(shape, dname):
+    """Host time per call at a shape whose GPU time is negligible, and where it goes (cProfile)."""
+    import cProfile
+    import pstats
+
+    x = make_inputs(shape, DTYPES[dname])
+    args = [x[k] for k in ORDER]
+    leaves = [a.detach().requires_grad_() for a in args]
+    dy = torch.randn_like(args[0])
+    B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (x["B"], x["C"]))
+
+    def launch():
+        kfwd.selective_scan_fwd(
+            args[0], args[1], args[2], B4, C4, args[5], args[6], args[7], None, True, False
+        )
+
+    def fwd():
+        with torch.no_grad():
+            return selective_scan_fn(*args, delta_softplus=True)
+
+    def fwd_bwd():
+        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
+
+    for name, fn in (("kernel launch", launch), ("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(50):
+            fn()
+        print(f"host {name} {shape} {dname}: {(time.perf_counter() - t0) / 50 * 1e6:.0f} us/call")
+        torch.cuda.synchronize()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(20):
+        fwd_bwd()
+    pr.disable()
+    torch.cuda.synchronize()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(18)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--shape", type=int, nargs=4, default=(8, 1536, 2048, 16))
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
     p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--host", action="store_true", help="host (Python, launch) time per call")
     a = p.parse_args(argv)
-    (breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
+    (host if a.host else breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
 
 
 if __name__ == "__main__":
