@@ -128,6 +128,11 @@ def test_lengths_around_block_edges(L):
     run_and_compare(1, 3, L, 4)
 
 
+def test_whole_tiles_take_the_unmasked_path():
+    """L a multiple of 4, d_inner of the channel block, N a power of two: the backward loads without masks."""
+    run_and_compare(1, 4, 16, 4, use_h0=True)
+
+
 def test_initial_state_and_groups():
     run_and_compare(2, 4, 9, 3, groups=2, use_h0=True)
 

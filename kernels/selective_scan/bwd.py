@@ -114,14 +114,17 @@ def _step_grads(lam, h, dt, u, g, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask,
 
 
 @triton.jit
-def _vec(p_row, m_n, N, t, t_end):
-    """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end, loaded where it is used (a tile would hold 64 registers)."""
+def _vec(p_row, m_n, N, t, t_end, EVEN: tl.constexpr):
+    """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end, loaded where it is used (a tile would hold 64 registers).
+    EVEN: every tile is whole and N is a power of two, so no mask (and no zeroing of registers)."""
+    if EVEN:
+        return tl.load(p_row + t * N)
     return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0)
 
 
 @triton.jit
 def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, p_Brow, p_Crow, m_n, N, t0, t_end, b_A2, b_dA,
-              p_dB, p_dC, rs_off, rs_mask, lane, RS: tl.constexpr):  # fmt: skip
+              p_dB, p_dC, rs_off, rs_mask, lane, RS: tl.constexpr, EVEN: tl.constexpr):  # fmt: skip
     """Four steps backwards. b_h: the state before the tile; b_mu: a_{t+1} λ_{t+1} after the tile.
 
     Returns μ before the tile, the (BLOCK_D, 4) tiles dΔ, Σ_n λB, y' − D u, the (BLOCK_N, 4) tiles dB, dC
@@ -131,34 +134,34 @@ def _tile_bwd(b_h, b_mu, b_dt, b_u, b_g, p_Brow, p_Crow, m_n, N, t0, t_end, b_A2
     u0, u1, u2, u3 = split4(b_u)
     g0, g1, g2, g3 = split4(b_g)
     # recompute the 4 states forwards and keep them
-    B = _vec(p_Brow, m_n, N, t0, t_end)
+    B = _vec(p_Brow, m_n, N, t0, t_end, EVEN)
     h0 = tl.exp2(dt0[:, None] * b_A2) * b_h + (dt0 * u0)[:, None] * B[None, :]
-    B = _vec(p_Brow, m_n, N, t0 + 1, t_end)
+    B = _vec(p_Brow, m_n, N, t0 + 1, t_end, EVEN)
     h1 = tl.exp2(dt1[:, None] * b_A2) * h0 + (dt1 * u1)[:, None] * B[None, :]
-    B = _vec(p_Brow, m_n, N, t0 + 2, t_end)
+    B = _vec(p_Brow, m_n, N, t0 + 2, t_end, EVEN)
     h2 = tl.exp2(dt2[:, None] * b_A2) * h1 + (dt2 * u2)[:, None] * B[None, :]
-    B = _vec(p_Brow, m_n, N, t0 + 3, t_end)
+    B = _vec(p_Brow, m_n, N, t0 + 3, t_end, EVEN)
     h3 = tl.exp2(dt3[:, None] * b_A2) * h2 + (dt3 * u3)[:, None] * B[None, :]
     # walk them backwards: λ_t = g_t C_t + μ, then μ ← a_t λ_t (a_t recomputed: fewer registers)
-    C = _vec(p_Crow, m_n, N, t0 + 3, t_end)
+    C = _vec(p_Crow, m_n, N, t0 + 3, t_end, EVEN)
     lam = g3[:, None] * C[None, :] + b_mu
     ddt3, slb3, dB3, dC3, yp3, b_dA = _step_grads(
         lam, h3, dt3, u3, g3, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 3, N, t_end, RS
     )
     b_mu = tl.exp2(dt3[:, None] * b_A2) * lam
-    B, C = _vec(p_Brow, m_n, N, t0 + 2, t_end), _vec(p_Crow, m_n, N, t0 + 2, t_end)
+    B, C = _vec(p_Brow, m_n, N, t0 + 2, t_end, EVEN), _vec(p_Crow, m_n, N, t0 + 2, t_end, EVEN)
     lam = g2[:, None] * C[None, :] + b_mu
     ddt2, slb2, dB2, dC2, yp2, b_dA = _step_grads(
         lam, h2, dt2, u2, g2, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 2, N, t_end, RS
     )
     b_mu = tl.exp2(dt2[:, None] * b_A2) * lam
-    B, C = _vec(p_Brow, m_n, N, t0 + 1, t_end), _vec(p_Crow, m_n, N, t0 + 1, t_end)
+    B, C = _vec(p_Brow, m_n, N, t0 + 1, t_end, EVEN), _vec(p_Crow, m_n, N, t0 + 1, t_end, EVEN)
     lam = g1[:, None] * C[None, :] + b_mu
     ddt1, slb1, dB1, dC1, yp1, b_dA = _step_grads(
         lam, h1, dt1, u1, g1, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0 + 1, N, t_end, RS
     )
     b_mu = tl.exp2(dt1[:, None] * b_A2) * lam
-    B, C = _vec(p_Brow, m_n, N, t0, t_end), _vec(p_Crow, m_n, N, t0, t_end)
+    B, C = _vec(p_Brow, m_n, N, t0, t_end, EVEN), _vec(p_Crow, m_n, N, t0, t_end, EVEN)
     lam = g0[:, None] * C[None, :] + b_mu
     ddt0, slb0, dB0, dC0, yp0, b_dA = _step_grads(
         lam, h0, dt0, u0, g0, B, C, b_A2, b_dA, p_dB, p_dC, rs_off, rs_mask, lane, t0, N, t_end, RS
@@ -190,15 +193,20 @@ def _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2):
 
 @triton.jit
 def _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b_bias, b_A2,
-             HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):  # fmt: skip
+             HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr, EVEN: tl.constexpr):  # fmt: skip
     """The state after the 4 steps from t0, from the state before them (the forward's recurrence)."""
     o_l = t0 + tl.arange(0, 4)
     m_l = o_l < t_end
     o_dl = o_row_d[:, None] + o_l[None, :]
     m_dl = m_d[:, None] & m_l[None, :]
-    b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
+    if EVEN:
+        b_u = tl.load(p_u + o_dl).to(tl.float32)
+        b_dt = tl.load(p_delta + o_dl).to(tl.float32)
+        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N)
+    else:
+        b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
     if HAS_DELTA_BIAS:
         b_dt += b_bias[:, None]
     if DELTA_SOFTPLUS:
@@ -230,6 +238,7 @@ def _load_tile(
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
     DELTA_SOFTPLUS: tl.constexpr,
+    EVEN: tl.constexpr,
 ):
     """The 4 steps from t0: Δ (0 past t_end), the raw Δ + bias, u, z, dy, g = dy·silu(z), and the
     offsets and mask of the (BLOCK_N, 4) tile of B, C, dB, dC."""
@@ -239,9 +248,14 @@ def _load_tile(
     m_dl = m_d[:, None] & m_l[None, :]
     o_nl = o_row_n[:, None] + o_l[None, :] * N
     m_nl = m_n[:, None] & m_l[None, :]
-    b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    b_raw = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    b_dy = tl.load(p_dy + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+    if EVEN:
+        b_u = tl.load(p_u + o_dl).to(tl.float32)
+        b_raw = tl.load(p_delta + o_dl).to(tl.float32)
+        b_dy = tl.load(p_dy + o_dl).to(tl.float32)
+    else:
+        b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_raw = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        b_dy = tl.load(p_dy + o_dl, mask=m_dl, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
         b_raw += b_bias[:, None]
     if DELTA_SOFTPLUS:
@@ -250,7 +264,10 @@ def _load_tile(
         b_dt = b_raw
     b_dt = tl.where(m_dl, b_dt, 0.0)
     if HAS_Z:
-        b_z = tl.load(p_z + o_dl, mask=m_dl, other=0.0).to(tl.float32)
+        if EVEN:
+            b_z = tl.load(p_z + o_dl).to(tl.float32)
+        else:
+            b_z = tl.load(p_z + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_sig = tl.sigmoid(b_z)
         b_g = b_dy * b_z * b_sig
     else:
@@ -308,6 +325,7 @@ def selective_scan_bwd_kernel(
     HAS_DH_LAST: tl.constexpr,
     NEED_DH0: tl.constexpr,
     RS: tl.constexpr,  # dB, dC summed over the warp by a reduce-scatter (a GPU with 32-thread warps)
+    EVEN: tl.constexpr,  # L % 4 == 0, d_inner % BLOCK_D == 0, N a power of two: loads without masks
 ):
     tl.static_assert(CHUNK == 8, "the backward walks blocks of two 4-step tiles")
     # ---- 1. ownership and offsets, as in the forward ----
@@ -376,7 +394,7 @@ def selective_scan_bwd_kernel(
         t0 = k * 4
         o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g = _load_tile(
             p_u, p_delta, p_z, p_dy, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b_bias,
-            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+            HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, EVEN)  # fmt: skip
         if STATE_ONLY:
             b_dsum += tl.sum(b_dt, axis=1)
             b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
@@ -387,10 +405,10 @@ def selective_scan_bwd_kernel(
             b_h = tl.load(p_h_chunks + o_hc, mask=m_state, other=0.0)
             if k % 2 == 1:
                 b_h = _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0 - 4, t_end, b_bias, b_A2,
-                               HAS_DELTA_BIAS, DELTA_SOFTPLUS)  # fmt: skip
+                               HAS_DELTA_BIAS, DELTA_SOFTPLUS, EVEN)  # fmt: skip
             b_mu, b_ddt, b_slb, b_yp, b_dBt, b_dCt, b_dA = _tile_bwd(
                 b_h, b_mu, b_dt, b_u, b_g, p_B + o_row_n, p_C + o_row_n, m_n, N, t0, t_end, b_A2, b_dA,
-                p_dB, p_dC, rs_off, rs_n_ok, lane, RS,
+                p_dB, p_dC, rs_off, rs_n_ok, lane, RS, EVEN,
             )  # fmt: skip
             b_du = b_dt * b_slb
             if HAS_D:
@@ -426,10 +444,14 @@ def selective_scan_bwd_kernel(
 
 
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
-    """Launch sizes of the backward: as the forward's (one warp of 32 channels, segments when few)."""
+    """Launch sizes of the backward: one warp of 32 channels per program, loads not pipelined (each
+    iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments:
+    4 warps per SM of the H200 with many sequences · channels, 16 with few (the segment pass of the
+    backward is cheap next to it: the fastest in the sweep of RESULTS.md)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    return {"num_warps": 1, "stages": 2, "target": 4 * 132, **OVERRIDES}
+    few = batch * triton.cdiv(d_inner, 32) < 2 * 132
+    return {"num_warps": 1, "stages": 1, "target": (16 if few else 4) * 132, **OVERRIDES}
 
 
 def selective_scan_bwd(
@@ -496,6 +518,7 @@ def selective_scan_bwd(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
             RS=bool(cfg.get("rs", True)) and u.is_cuda and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
+            EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
             num_warps=cfg["num_warps"],
         )  # fmt: skip
 

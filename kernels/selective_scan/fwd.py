@@ -262,10 +262,11 @@ def pick_seg_len(programs: int, L: int, target: int) -> int:
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
     """Launch sizes: small blocks and segments under the interpreter (so tiny tests cross every edge);
     on a GPU one warp of 32 channels per program, 3 tiles in flight, and segments along L when
-    batch · d_inner / 32 programs would not give every SM of the H200 (132) four warps."""
+    batch · d_inner / 32 programs would not give every SM of the H200 (132) two warps (the fastest in
+    the sweep of RESULTS.md: the segment pass costs about 3/4 of a forward, so few segments)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    return {"num_warps": 1, "stages": 3, "target": 4 * 132, **OVERRIDES}
+    return {"num_warps": 1, "stages": 3, "target": 2 * 132, **OVERRIDES}
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
