@@ -272,3 +272,18 @@ def test_bad_input_is_rejected_with_the_argument_named():
         selective_scan_fn(x["u"], x["delta"], x["A"], x["B"][:, :1], x["C"])
     with pytest.raises(TypeError, match="u must be a torch.Tensor"):
         selective_scan_fn(x["u"].numpy(), x["delta"], x["A"], x["B"], x["C"])
+
+
+def test_direct_launch_key_follows_triton_specialisation():
+    """The cache of kernels/selective_scan/launch.py must tell apart whatever Triton compiles apart."""
+    from minimamba.kernels.selective_scan.launch import _key
+
+    x = torch.zeros(64)
+    base = _key("f", [x, 32], {"A": 1}, 1)
+    assert base == _key("f", [torch.zeros(64), 48], {"A": 1}, 1)  # same dtype, alignment, divisibility
+    assert base != _key("f", [x.double(), 32], {"A": 1}, 1)  # dtype
+    assert base != _key("f", [x[1:], 32], {"A": 1}, 1)  # a pointer not 16-byte aligned
+    assert base != _key("f", [x, 33], {"A": 1}, 1)  # not divisible by 16
+    assert base != _key("f", [x, 1], {"A": 1}, 1)  # equal to 1
+    assert base != _key("f", [x, 32], {"A": 2}, 1)  # constexpr
+    assert base != _key("f", [x, 32], {"A": 1}, 2)  # num_warps

@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from .fwd import CHUNK, LOG2E, _pow2, join4, launch_sizes, softplus, split4
+from .launch import launch as launch_kernel_direct
 
 __all__ = ["selective_scan_bwd"]
 
@@ -504,7 +505,7 @@ def selective_scan_bwd(
     grid = (triton.cdiv(d_inner, block_d), batch, n_seg)
 
     def launch_kernel(state_only: bool):
-        return selective_scan_bwd_kernel[grid](
+        args = [
             u, delta, A, B, C,
             D if D is not None else A, z if z is not None else u,
             delta_bias if delta_bias is not None else A, h_chunks,
@@ -513,14 +514,16 @@ def selective_scan_bwd(
             dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
             dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
             d_inner, L, N, d_inner // groups, seg_len, 1,
+        ]  # fmt: skip
+        consts = dict(
             BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
             STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
             RS=bool(cfg.get("rs", True)) and u.is_cuda and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
             EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
-            num_warps=cfg["num_warps"],
         )  # fmt: skip
+        return launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, cfg["num_warps"])
 
     if n_seg > 1:
         launch_kernel(True)

@@ -36,6 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import launch as launch_kernel_direct
+
 __all__ = ["selective_scan_fwd"]
 
 #: Launch sizes that replace the defaults on a GPU (bench.py sets them while it tries configurations).
@@ -322,19 +324,21 @@ def selective_scan_fwd(
     grid = (triton.cdiv(d_inner, block_d), batch, n_seg)
 
     def launch_kernel(state_only: bool):
-        return selective_scan_fwd_kernel[grid](
+        args = [
             u, delta, A, B, C,
             D if D is not None else A, z if z is not None else u,
             delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
             y, h_last, h_chunks if save_chunks else h_last, seg_h, seg_dsum,
             d_inner, L, N, d_inner // groups, seg_len, 1,
+        ]  # fmt: skip
+        consts = dict(
             BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
             STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=bool(delta_softplus), HAS_H0=h0 is not None,
             SAVE_CHUNKS=bool(save_chunks) and not state_only,
-            num_warps=cfg["num_warps"],
         )  # fmt: skip
+        return launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, cfg["num_warps"])
 
     if n_seg > 1:
         launch_kernel(True)

@@ -175,6 +175,7 @@ class _EagerScan(torch.autograd.Function):
         out = _fwd.selective_scan_fwd(*inputs)
         _setup_context(ctx, inputs, out)
         ctx.mark_non_differentiable(out[2])
+        ctx.set_materialize_grads(False)  # else autograd makes a zero gradient for the saved states
         return out
 
     @staticmethod
