@@ -454,7 +454,7 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
                         best = ", ".join(f"{_cfg(r)}: {r['ms']:.3f}" for r in rows)
                         lines.append(f"- {kern} {shape} {dname}: {best}")
     if res.get("configs"):
-        lines += ["", "## Launch sizes used in the table above (the sweep's fp32 winners)", ""]
+        lines += ["", "## Launch sizes used in the table above (the sweep's winners, else the defaults)", ""]
         seen = set()
         for c in res["configs"]:
             key = (c["shape"][0] == 1, json.dumps(c["fwd"]), json.dumps(c["bwd"]))
