@@ -134,6 +134,24 @@ def test_source_paragraph_finds_the_stage():
         vt.source_paragraph(_two_paragraphs, "third")
 
 
+def test_source_paragraph_until_spans_lines_and_paragraphs():
+    from minimamba.kernels.teaching import recurrence
+
+    assert (
+        vt.source_paragraph(_two_paragraphs, "first = 1", until="first + 1")
+        == "first = 1\n\nsecond = first + 1"
+    )
+    assert vt.source_paragraph(_two_paragraphs, "return", until="second") == "return second"  # the same line
+    part = vt.source_paragraph(recurrence.chunked_first_order_scan_kernel, "for i_c in", until="tl.store(")
+    lines = part.splitlines()
+    assert lines[0].startswith("for i_c in") and lines[-1].lstrip().startswith("tl.store(")  # dedented
+    assert sum("tl.store(" in line for line in lines) == 1  # stops at the first match
+    with pytest.raises(ValueError, match="no line of '_two_paragraphs' contains 'third'"):
+        vt.source_paragraph(_two_paragraphs, "third", until="x")
+    with pytest.raises(ValueError, match="from 'second =' on contains 'first = 1'"):
+        vt.source_paragraph(_two_paragraphs, "second =", until="first = 1")
+
+
 def test_benchmark_rows_from_a_results_file():
     from minimamba.kernels.selective_scan import bench
 

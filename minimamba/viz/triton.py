@@ -51,19 +51,31 @@ def _check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def source_paragraph(obj, contains: str) -> str:
+def source_paragraph(obj, contains: str, until: str | None = None) -> str:
     """The paragraph (lines between blank lines) of ``obj``'s source code that contains ``contains``.
 
     Lets a notebook show a kernel one stage at a time, found by a line it contains rather than by line
-    numbers, so that the cell keeps working when the kernel above it changes.
+    numbers, so that the cell keeps working when the kernel above it changes. With ``until``: the lines
+    from the first one containing ``contains`` through the first one from there on containing ``until``
+    (blank lines included), for a stage that is part of a long paragraph or spans several.
     """
     fn = obj
     while not inspect.isroutine(fn) and hasattr(fn, "fn"):  # a @triton.jit kernel wraps the Python function
         fn = fn.fn
     src = inspect.getsource(fn)
+    name = getattr(obj, "__name__", obj)
+    if until is not None:
+        lines = src.splitlines()
+        start = next((i for i, line in enumerate(lines) if contains in line), None)
+        if start is None:
+            raise ValueError(f"no line of {name!r} contains {contains!r}")
+        stop = next((i for i in range(start, len(lines)) if until in lines[i]), None)
+        if stop is None:
+            raise ValueError(f"no line of {name!r} from {contains!r} on contains {until!r}")
+        return textwrap.dedent("\n".join(lines[start : stop + 1])).rstrip()
     paragraphs = [p for p in src.split("\n\n") if contains in p]
     if not paragraphs:
-        raise ValueError(f"no paragraph of {getattr(obj, '__name__', obj)!r} contains {contains!r}")
+        raise ValueError(f"no paragraph of {name!r} contains {contains!r}")
     return textwrap.dedent(paragraphs[0].lstrip("\n")).rstrip()
 
 
