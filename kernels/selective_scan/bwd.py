@@ -27,7 +27,7 @@ recomputes its 4 states forwards, keeps them in registers, and walks them backwa
 L, N) tensor is ever written.
 
 **Segments** (few sequences · channels): as in the forward, a first pass (``STATE_ONLY``) runs the adjoint
-of every segment from μ = 0 and keeps the μ it ends with; the main pass starts each segment from the μ
+of every segment from μ = 0 (the last segment from dh_last) and keeps the μ it ends with; the main pass starts each segment from the μ
 combined from the segments after it: μ_in[s] = exp(A · ΣΔ[s+1]) ⊙ μ_in[s+1] + μ_end[s+1].
 """
 

@@ -19,15 +19,16 @@ memory (``cp.async``) while the current one computes, and read B, C from there a
 
 **Parallelism along L.** A program walks its channels' whole sequence one step after another; with few
 sequences · channels (batch 1) there are too few programs to fill the GPU. The sequence is then cut into
-segments: a first pass (``STATE_ONLY``) gives every segment the state it ends with if it started from zero,
-and the sum of its Δ (exp(A · ΣΔ) is the product of its decays); the main pass starts each segment from
+segments: a first pass (``STATE_ONLY``) gives every segment the state it ends with if it started from zero
+(segment 0 starts from h0), and the sum of its Δ (exp(A · ΣΔ) is the product of its decays); the main pass starts each segment from
 the true state, combined from the summaries of the segments before it:
 
     h_in[s] = exp(A · ΣΔ[s-1]) ⊙ h_in[s-1] + h_end[s-1]
 
 Bytes moved (fp32): read u, delta, z (4 bytes × batch·d_inner·L each) and B, C (4 × batch·N·L each, once
 per BLOCK_D channels), write y: about 16 bytes per (b, d, t). For the backward pass the kernel also writes
-the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the state tensor).
+the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the state tensor, 4·N/CHUNK =
+8 more bytes per (b, d, t) at N = 16).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ LAST: list = []
 
 #: Time steps per iteration, inside one thread (the kernels split tiles of 4 steps with ``split4``).
 T = 4
-#: The forward saves the state entering every CHUNK steps for the backward (a multiple of 2·T).
+#: The forward saves the state entering every CHUNK steps for the backward, which walks a chunk as two
+#: tiles of 4 steps: it must be 8.
 CHUNK = 8
 
 # exp(x) = exp2(x · log2 e): exp2 is the GPU's native special function
@@ -106,7 +108,7 @@ def selective_scan_fwd_kernel(
     p_y,  # (batch, d_inner, L) in u's dtype
     p_h_last,  # (batch, d_inner, N) fp32, the state after the last step
     p_h_chunks,  # (batch, n_chunks, N, d_inner) fp32: the state entering every CHUNK steps (SAVE_CHUNKS)
-    p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start
+    p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start (segment 0: h0)
     p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
     # ---- sizes ----
     d_inner,  # channels
