@@ -19,13 +19,13 @@ import triton
 from . import bwd as kbwd
 from . import fwd as kfwd
 from .bench import DTYPES, ORDER, make_inputs
-from .op import selective_scan_fn
+from .op import _states_last, selective_scan_fn
 
 
 def kernels_alone(shape, dname):
     x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (B, C))  # (batch, 1, L, N)
+    B4, C4 = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the kernels' (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
 
     def fwd(save=True):
@@ -90,7 +90,7 @@ def host(shape, dname):
     args = [x[k] for k in ORDER]
     leaves = [a.detach().requires_grad_() for a in args]
     dy = torch.randn_like(args[0])
-    B4, C4 = (t.unsqueeze(1).transpose(-1, -2).float().contiguous() for t in (x["B"], x["C"]))
+    B4, C4 = (_states_last(t.unsqueeze(1)) for t in (x["B"], x["C"]))
 
     def launch():
         kfwd.selective_scan_fwd(
