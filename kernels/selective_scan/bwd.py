@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fwd import CHUNK, LOG2E, _pow2, join4, launch_sizes, softplus, split4
+from .fwd import CHUNK, LOG2E, _pow2, cdiv, join4, launch_sizes, softplus, split4
 from .launch import launch as launch_kernel_direct
 
 __all__ = ["selective_scan_bwd"]
@@ -451,7 +451,7 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     backward is cheap next to it: the fastest in the sweep of RESULTS.md)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    few = batch * triton.cdiv(d_inner, 32) < 2 * 132
+    few = batch * cdiv(d_inner, 32) < 2 * 132
     return {"num_warps": 1, "stages": 1, "target": (16 if few else 4) * 132, **OVERRIDES}
 
 
@@ -483,7 +483,7 @@ def selective_scan_bwd(
     groups = B.shape[1]
     assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
     assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
-    assert h_chunks.shape[1] == triton.cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
+    assert h_chunks.shape[1] == cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
     cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
     block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
     dev, f32 = u.device, torch.float32
@@ -502,7 +502,7 @@ def selective_scan_bwd(
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
     seg_mu = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else dA
     seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else dA
-    grid = (triton.cdiv(d_inner, block_d), batch, n_seg)
+    grid = (cdiv(d_inner, block_d), batch, n_seg)
 
     def launch_kernel(state_only: bool):
         args = [
