@@ -44,10 +44,8 @@ def kernels_alone(shape, dname):
         print(f"{name:8s} {shape} {dname} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills")
 
 
-def breakdown(shape, dname):
-    """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead)."""
-    from torch.profiler import ProfilerActivity, profile
-
+def _calls(shape, dname):
+    """The inputs, and one eager call of selective_scan_fn: forward under no_grad, forward + backward."""
     x = make_inputs(shape, DTYPES[dname])
     args = [x[k] for k in ORDER]
     leaves = [a.detach().requires_grad_() for a in args]
@@ -59,6 +57,15 @@ def breakdown(shape, dname):
 
     def fwd_bwd():
         return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
+
+    return x, fwd, fwd_bwd
+
+
+def breakdown(shape, dname):
+    """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _, fwd, fwd_bwd = _calls(shape, dname)
 
     for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
         for _ in range(3):
@@ -86,23 +93,14 @@ def host(shape, dname):
     import cProfile
     import pstats
 
-    x = make_inputs(shape, DTYPES[dname])
+    x, fwd, fwd_bwd = _calls(shape, dname)
     args = [x[k] for k in ORDER]
-    leaves = [a.detach().requires_grad_() for a in args]
-    dy = torch.randn_like(args[0])
     B4, C4 = (_states_last(t.unsqueeze(1)) for t in (x["B"], x["C"]))
 
     def launch():
         kfwd.selective_scan_fwd(
             args[0], args[1], args[2], B4, C4, args[5], args[6], args[7], None, True, False
         )
-
-    def fwd():
-        with torch.no_grad():
-            return selective_scan_fn(*args, delta_softplus=True)
-
-    def fwd_bwd():
-        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
 
     for name, fn in (("kernel launch", launch), ("fwd", fwd), ("fwd+bwd", fwd_bwd)):
         for _ in range(5):
