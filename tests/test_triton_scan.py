@@ -157,9 +157,9 @@ def test_launch_functions_directly():
     dy = torch.randn(1, 5, 13)
     kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
     launch = dict(block_d=4, seg_len=8)
-    Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))  # the kernels' (batch, groups, L, N)
+    Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))  # the backward's (batch, groups, L, N)
     y, h_last, h_chunks = kfwd.selective_scan_fwd(
-        x["u"], x["delta"], x["A"], Bt, Ct, **kw, save_chunks=True, **launch
+        x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, **launch
     )
     y_ref, h_ref = scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw)
     assert rel_error(y_ref, y) <= FWD_TOL and rel_error(h_ref, h_last) <= FWD_TOL
@@ -239,27 +239,28 @@ def test_dispatch_through_scan_module():
 
 
 def test_custom_op_registration():
-    """Schema, fake (meta) implementation and autograd registration are consistent (torch.library.opcheck)."""
-    x = make_inputs(1, 2, 5, 2, groups=1)
+    """Schema and fake (meta) implementation of both ops agree with the real ones: shapes, dtypes and
+    strides of every output (torch.library.opcheck)."""
+    x = make_inputs(1, 2, 5, 2, groups=1, dtype=torch.float16)
     args = (
         x["u"],
         x["delta"],
-        x["A"],
-        x["B"].transpose(-1, -2).contiguous(),
-        x["C"].transpose(-1, -2).contiguous(),
-        x["D"],
+        x["A"].float(),
+        x["B"],
+        x["C"],
+        x["D"].float(),
         x["z"],
-        x["delta_bias"],
+        x["delta_bias"].float(),
         None,
         True,
         True,
         kfwd.CHUNK,
     )
-    torch.library.opcheck(
-        torch.ops.minimamba.selective_scan_fwd.default,
-        args,
-        test_utils=("test_schema", "test_faketensor"),
-    )
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(torch.ops.minimamba.selective_scan_fwd.default, args, test_utils=checks)
+    _, _, h_chunks = torch.ops.minimamba.selective_scan_fwd(*args)
+    bwd_args = (*args[:8], h_chunks, torch.randn_like(x["u"]), None, True, False, kfwd.CHUNK)
+    torch.library.opcheck(torch.ops.minimamba.selective_scan_bwd.default, bwd_args, test_utils=checks)
 
 
 def test_bad_input_is_rejected_with_the_argument_named():

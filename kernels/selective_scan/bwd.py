@@ -455,6 +455,30 @@ def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.devic
     return {"num_warps": 1, "stages": 1, "target": (16 if few else 4) * 132, **OVERRIDES}
 
 
+_PLANS: dict = {}
+
+
+def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch):
+    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass), cached."""
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        cfg = {**default_config(batch, d_inner, L, N, device), **launch}
+        block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
+        has_d, has_z, has_db, softplus_, has_dh_last, need_dh0 = flags
+        consts = dict(
+            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+            STATE_ONLY=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
+            DELTA_SOFTPLUS=softplus_, HAS_DH_LAST=has_dh_last, NEED_DH0=need_dh0,
+            RS=bool(cfg.get("rs", True)) and rs_ok and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
+            EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
+        )  # fmt: skip
+        grid = (cdiv(d_inner, block_d), batch, n_seg)
+        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, {**consts, "STATE_ONLY": True}, consts)
+    return plan
+
+
 def selective_scan_bwd(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -470,13 +494,19 @@ def selective_scan_bwd(
     delta_softplus: bool,
     need_dh0: bool,
     chunk: int = CHUNK,
+    *,
+    one_buffer: bool = False,
     **launch,
 ):
-    """Launch the backward kernel. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0.
+    """Launch the backward kernel on B, C as (batch, groups, L, N) fp32 contiguous (B_t, the N values
+    every thread reads at step t, are 64 neighbouring bytes). Returns du, ddelta, dA, dB, dC, dD, dz,
+    ddelta_bias, dh0.
 
-    du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32 (the caller
-    casts); absent inputs give None. ``launch`` overrides the launch sizes (num_warps, stages, target or
-    seg_len, block_d).
+    du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32, dB and dC
+    (batch, groups, L, N) (the caller casts and transposes); absent inputs give None. The kernel adds
+    into dA, dB, dC, dD and ddelta_bias, which start at zero: ``one_buffer`` takes them from one zeroed
+    buffer (one fill instead of five; they are then views of it). ``launch`` overrides the launch sizes
+    (num_warps, stages, target or seg_len, block_d).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
@@ -484,17 +514,40 @@ def selective_scan_bwd(
     assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
     assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
     assert h_chunks.shape[1] == cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
-    cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
-    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
+    flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), dh_last is not None,
+             bool(need_dh0))  # fmt: skip
+    key = (
+        batch,
+        d_inner,
+        L,
+        N,
+        groups,
+        chunk,
+        u.is_cuda,
+        flags,
+        tuple(OVERRIDES.items()),
+        tuple(launch.items()),
+    )
+    grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
+        key, u.device, batch, d_inner, L, N, groups, chunk, flags, u.is_cuda, launch
+    )
     dev, f32 = u.device, torch.float32
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
-    dA = torch.zeros(d_inner, N, device=dev, dtype=f32)
-    dB = torch.zeros(B.shape, device=dev, dtype=f32)
-    dC = torch.zeros(C.shape, device=dev, dtype=f32)
-    dD = torch.zeros(d_inner, device=dev, dtype=f32) if D is not None else None
-    ddb = torch.zeros(d_inner, device=dev, dtype=f32) if delta_bias is not None else None
+    if one_buffer:
+        nb = B.numel()
+        zeros = torch.zeros(2 * nb + d_inner * (N + 2), device=dev, dtype=f32)
+        dB, dC, dA, dD, ddb = zeros.split([nb, nb, d_inner * N, d_inner, d_inner])
+        dB, dC, dA = dB.view(B.shape), dC.view(B.shape), dA.view(d_inner, N)
+        dD = dD if D is not None else None
+        ddb = ddb if delta_bias is not None else None
+    else:
+        dA = torch.zeros(d_inner, N, device=dev, dtype=f32)
+        dB = torch.zeros(B.shape, device=dev, dtype=f32)
+        dC = torch.zeros(C.shape, device=dev, dtype=f32)
+        dD = torch.zeros(d_inner, device=dev, dtype=f32) if D is not None else None
+        ddb = torch.zeros(d_inner, device=dev, dtype=f32) if delta_bias is not None else None
     dh0 = torch.empty(batch, d_inner, N, device=dev, dtype=f32) if need_dh0 else None
     if batch * d_inner == 0 or L == 0:  # nothing to scan: the state passes straight through
         if dh0 is not None:
@@ -502,30 +555,20 @@ def selective_scan_bwd(
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
     seg_mu = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else dA
     seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else dA
-    grid = (cdiv(d_inner, block_d), batch, n_seg)
-
-    def launch_kernel(state_only: bool):
-        args = [
-            u, delta, A, B, C,
-            D if D is not None else A, z if z is not None else u,
-            delta_bias if delta_bias is not None else A, h_chunks,
-            dy, dh_last if dh_last is not None else A,
-            du, ddelta, dz if dz is not None else du,
-            dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
-            dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
-            d_inner, L, N, d_inner // groups, seg_len, 1,
-        ]  # fmt: skip
-        consts = dict(
-            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-            STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
-            DELTA_SOFTPLUS=bool(delta_softplus), HAS_DH_LAST=dh_last is not None, NEED_DH0=bool(need_dh0),
-            RS=bool(cfg.get("rs", True)) and u.is_cuda and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
-            EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
-        )  # fmt: skip
-        return launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, cfg["num_warps"])
-
+    args = [
+        u, delta, A, B, C,
+        D if D is not None else A, z if z is not None else u,
+        delta_bias if delta_bias is not None else A, h_chunks,
+        dy, dh_last if dh_last is not None else A,
+        du, ddelta, dz if dz is not None else du,
+        dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
+        dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
+        d_inner, L, N, d_inner // groups, seg_len, 1,
+    ]  # fmt: skip
+    # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors
+    # (dA ... dh0 may be views of one buffer: their alignment is part of the key too)
+    spec = (key, one_buffer, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11] + args[14:20]))
     if n_seg > 1:
-        launch_kernel(True)
-    LAST[:] = [launch_kernel(False)]
+        launch_kernel_direct(selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
+    LAST[:] = [launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False))]
     return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0

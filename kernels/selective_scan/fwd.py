@@ -98,8 +98,8 @@ def selective_scan_fwd_kernel(
     p_u,  # (batch, d_inner, L) the input sequence, fp32/fp16/bf16
     p_delta,  # (batch, d_inner, L) the raw time step, before delta_bias and softplus
     p_A,  # (d_inner, N) fp32, the diagonal state matrix (negative for a decaying state)
-    p_B,  # (batch, groups, L, N) fp32 input projection; channel d uses group d // (d_inner // groups)
-    p_C,  # (batch, groups, L, N) fp32 output projection (states last: B_t is 64 contiguous bytes)
+    p_B,  # (batch, groups, N, L) input projection, any float dtype; channel d uses group d // (d_inner // groups)
+    p_C,  # (batch, groups, N, L) output projection
     p_D,  # (d_inner,) fp32 skip connection (read when HAS_D)
     p_z,  # (batch, d_inner, L) gate (read when HAS_Z)
     p_delta_bias,  # (d_inner,) fp32 (read when HAS_DELTA_BIAS)
@@ -144,7 +144,7 @@ def selective_scan_fwd_kernel(
     i_g = (i_d * BLOCK_D) // d_per_group  # the B/C group of every channel of the block
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) row starts in u, delta, z, y
-    o_row_n = (i_b * n_groups + i_g) * L * N + o_n  # (BLOCK_N,) B, C at step 0; step t adds t·N
+    o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) B, C at step 0 (one row per state)
     # (channel, state) offsets. s_n (= 1) hides from the compiler that the states are contiguous in
     # memory: otherwise it would spread the states of a channel over 4 threads to vectorise this load,
     # and every step would then move data between threads.
@@ -189,11 +189,11 @@ def selective_scan_fwd_kernel(
         # load: tiles of (BLOCK_D, 4) for u, delta and of (BLOCK_N, 4) for B (C below), upcast to fp32
         o_dl = o_row_d[:, None] + o_l[None, :]
         m_dl = m_d[:, None] & m_l[None, :]
-        o_nl = o_row_n[:, None] + o_l[None, :] * N
+        o_nl = o_row_n[:, None] + o_l[None, :]
         m_nl = m_n[:, None] & m_l[None, :]
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-        b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0)
+        b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0).to(tl.float32)
 
         # discretize, once per (t, d): Δ (0 past the end: a = 1, b = 0, the state passes), Δ·u
         if HAS_DELTA_BIAS:
@@ -212,7 +212,7 @@ def selective_scan_fwd_kernel(
             b_h = tl.exp2(dt2[:, None] * b_A2) * b_h + du2[:, None] * B2[None, :]
             b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
         else:
-            b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0)
+            b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
             C0, C1, C2, C3 = split4(b_C)
             # the scan, step by step in registers: h ← exp(ΔA) h + Δu B, then y_t = C_t · h (a sum
             # over the states, inside the thread)
@@ -288,6 +288,31 @@ def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, 
     return block_d, seg_len, max(1, cdiv(L, seg_len))
 
 
+#: Launch plans already worked out, by shapes, switches and launch sizes (the host time of a call matters at
+#: short L: the kernel itself takes about 0.1 ms at (8, 1536, 512, 16)).
+_PLANS: dict = {}
+
+
+def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, launch):
+    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass), cached."""
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 4096:  # a long run of ever new shapes: start again rather than grow
+            _PLANS.clear()
+        cfg = {**default_config(batch, d_inner, L, N, device), **launch}
+        block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
+        has_d, has_z, has_db, softplus_, has_h0, save = flags
+        consts = dict(
+            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+            STATE_ONLY=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
+            DELTA_SOFTPLUS=softplus_, HAS_H0=has_h0, SAVE_CHUNKS=save,
+        )  # fmt: skip
+        seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
+        grid = (cdiv(d_inner, block_d), batch, n_seg)
+        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts)
+    return plan
+
+
 def selective_scan_fwd(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -303,7 +328,8 @@ def selective_scan_fwd(
     chunk: int = CHUNK,
     **launch,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward on validated, contiguous tensors (B, C fp32, (batch, groups, L, N)).
+    """Launch the forward on validated, contiguous tensors: B, C (batch, groups, N, L), fp32 (any float
+    dtype works, but then every thread converts the whole B/C tile: selective_scan_fn passes fp32).
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
     every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
@@ -313,14 +339,28 @@ def selective_scan_fwd(
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
-    assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
-    cfg = {**default_config(batch, d_inner, L, N, u.device), **launch}
-    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
-    n_chunks = cdiv(L, chunk)
+    assert B.shape[2:] == (N, L), "B and C are (batch, groups, N, L) here"
+    flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), h0 is not None,
+             bool(save_chunks))  # fmt: skip
+    key = (
+        batch,
+        d_inner,
+        L,
+        N,
+        groups,
+        chunk,
+        u.is_cuda,
+        flags,
+        tuple(OVERRIDES.items()),
+        tuple(launch.items()),
+    )
+    grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
+        key, u.device, batch, d_inner, L, N, groups, chunk, flags, launch
+    )
     dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
     h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
-    shape = (batch, n_chunks, N, d_inner) if save_chunks else (0,)
+    shape = (batch, cdiv(L, chunk), N, d_inner) if save_chunks else (0,)
     h_chunks = torch.empty(shape, device=dev, dtype=f32)
     if batch * d_inner == 0:
         return y, h_last, h_chunks
@@ -329,26 +369,16 @@ def selective_scan_fwd(
         return y, h_last, h_chunks
     seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
     seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
-    grid = (cdiv(d_inner, block_d), batch, n_seg)
-
-    def launch_kernel(state_only: bool):
-        args = [
-            u, delta, A, B, C,
-            D if D is not None else A, z if z is not None else u,
-            delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
-            y, h_last, h_chunks if save_chunks else h_last, seg_h, seg_dsum,
-            d_inner, L, N, d_inner // groups, seg_len, 1,
-        ]  # fmt: skip
-        consts = dict(
-            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-            STATE_ONLY=state_only, HAS_SEG=n_seg > 1,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
-            DELTA_SOFTPLUS=bool(delta_softplus), HAS_H0=h0 is not None,
-            SAVE_CHUNKS=bool(save_chunks) and not state_only,
-        )  # fmt: skip
-        return launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, cfg["num_warps"])
-
+    args = [
+        u, delta, A, B, C,
+        D if D is not None else A, z if z is not None else u,
+        delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
+        y, h_last, h_chunks if save_chunks else h_last, seg_h, seg_dsum,
+        d_inner, L, N, d_inner // groups, seg_len, 1,
+    ]  # fmt: skip
+    # what Triton specialises on beyond the plan: the dtypes and the 16-byte alignment of the caller's tensors
+    spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:9]))
     if n_seg > 1:
-        launch_kernel(True)
-    LAST[:] = [launch_kernel(False)]
+        launch_kernel_direct(selective_scan_fwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
+    LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, num_warps, (spec, False))]
     return y, h_last, h_chunks

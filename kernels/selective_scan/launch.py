@@ -29,14 +29,20 @@ def _key(fn, args, consts, num_warps):
     return fn, num_warps, tuple(consts.items()), spec
 
 
-def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int):
+def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None):
     """``fn[grid](*args, **consts, num_warps=num_warps)``; ``args`` are the parameters before the
-    constexprs, in order. Returns the compiled kernel."""
+    constexprs, in order. Returns the compiled kernel.
+
+    ``key``, when given, must determine everything Triton specialises on (the caller's shapes, switches,
+    launch sizes, and the dtypes and alignment of the tensors it did not allocate itself): cheaper than
+    working it out from every argument."""
     if not (_DIRECT[0] and args[0].is_cuda):
         return fn[grid](*args, **consts, num_warps=num_warps)
-    key = _key(fn, args, consts, num_warps)
+    key = _key(fn, args, consts, num_warps) if key is None else (fn, key)
     kernel = _CACHE.get(key)
     if kernel is None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
         kernel = fn[grid](*args, **consts, num_warps=num_warps)
         _CACHE[key] = kernel
         return kernel

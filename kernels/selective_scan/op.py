@@ -20,6 +20,55 @@ __all__ = ["selective_scan_fn"]
 
 
 # --------------------------------------------------------------------------------------------------------
+# B and C in the layouts the kernels read. Both kernels keep all N states of a channel in one thread, and
+# every thread reads all of B_t and C_t at every step t, in fp32.
+
+
+def _f32(t: Tensor) -> Tensor:
+    """fp32 and contiguous in one copy at most (``.to(float32, memory_format=...)`` alone returns a
+    non-contiguous fp32 tensor unchanged; ``.float().contiguous()`` copies bf16 twice)."""
+    return (
+        t.contiguous()
+        if t.dtype == torch.float32
+        else t.to(torch.float32, memory_format=torch.contiguous_format)
+    )
+
+
+def _fwd_layout(t: Tensor) -> Tensor:
+    """(batch, groups, N, L) → the same, fp32 and contiguous: a no-op for contiguous fp32 input. (In bf16
+    every thread would otherwise convert the whole B/C tile itself: 25% more instructions per step.)"""
+    return _f32(t)
+
+
+def _states_last(t: Tensor) -> Tensor:
+    """(batch, groups, N, L) → (batch, groups, L, N) fp32 contiguous, for the backward, which loads B_t and
+    C_t where it uses them, one step at a time: 64 contiguous bytes in this layout (4 vector loads instead
+    of 16 scalar ones). B and C are N/d_inner of the traffic, so the copy is cheap."""
+    return _f32(t.transpose(-1, -2))
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
+    """The forward kernels on B, C (batch, groups, N, L) as given."""
+    return _fwd.selective_scan_fwd(
+        u, delta, A, _fwd_layout(B), _fwd_layout(C), D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
+    )
+
+
+def _backward(saved, dy, dh_last, delta_softplus, need_dh0, chunk, one_buffer):
+    """The backward kernels; returns the gradients of u, delta, A, B, C, D, z, delta_bias, h0, with dB and
+    dC (batch, groups, N, L) in the dtype of B and C (a transposed view when that is fp32)."""
+    u, delta, A, B, C, D, z, delta_bias, h_chunks = saved
+    dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+    dh_last = None if dh_last is None else dh_last.contiguous()
+    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _bwd.selective_scan_bwd(
+        u, delta, A, _states_last(B), _states_last(C), D, z, delta_bias, h_chunks, dy, dh_last,
+        delta_softplus, need_dh0, chunk, one_buffer=one_buffer,
+    )  # fmt: skip
+    dB, dC = dB.transpose(-1, -2).to(B.dtype), dC.transpose(-1, -2).to(C.dtype)
+    return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
+
+
+# --------------------------------------------------------------------------------------------------------
 # The two custom ops. Arguments are validated, contiguous, B/C have a groups axis, A/D/delta_bias/h0 fp32.
 
 
@@ -39,9 +88,7 @@ def selective_scan_fwd_op(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns y, h_last (fp32) and the states entering every ``chunk`` steps (fp32)."""
-    return _fwd.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
-    )
+    return _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
 
 
 @selective_scan_fwd_op.register_fake
@@ -75,9 +122,8 @@ def selective_scan_bwd_op(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0; an absent input's gradient is empty."""
-    grads = _bwd.selective_scan_bwd(
-        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk
-    )
+    saved = (u, delta, A, B, C, D, z, delta_bias, h_chunks)
+    grads = _backward(saved, dy, dh_last, delta_softplus, need_dh0, chunk, one_buffer=False)
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
 
     def empty() -> Tensor:  # outputs of a custom op must not alias each other: a fresh one each time
@@ -87,8 +133,8 @@ def selective_scan_bwd_op(
         du,
         ddelta,
         dA,
-        dB.to(B.dtype),
-        dC.to(C.dtype),
+        dB.contiguous(),  # as the fake implementation says (empty_like(B))
+        dC.contiguous(),
         empty() if dD is None else dD,
         u.new_empty(0) if dz is None else dz,
         empty() if ddb is None else ddb,
@@ -127,17 +173,9 @@ def _setup_context(ctx, inputs, output):
     ctx.save_chunks = save_chunks
 
 
-def _backward_with(bwd, ctx, dy, dh_last):
+def _grads_for_inputs(ctx, grads):
+    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
     u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
-    if not ctx.save_chunks:
-        raise RuntimeError(
-            "selective_scan_fwd ran without saving its block states (no input required grad when it ran)"
-        )
-    dy = torch.zeros_like(u) if dy is None else dy.contiguous()
-    dh_last = None if dh_last is None else dh_last.contiguous()
-    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = bwd(
-        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, ctx.delta_softplus, ctx.has_h0, ctx.chunk
-    )
     return (
         du,
         ddelta,
@@ -154,11 +192,25 @@ def _backward_with(bwd, ctx, dy, dh_last):
     )
 
 
-def _backward(ctx, dy, dh_last, _dh_chunks):
-    return _backward_with(selective_scan_bwd_op, ctx, dy, dh_last)
+def _check_saved(ctx):
+    if not ctx.save_chunks:
+        raise RuntimeError(
+            "selective_scan_fwd ran without saving its block states (no input required grad when it ran)"
+        )
 
 
-selective_scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+def _op_backward(ctx, dy, dh_last, _dh_chunks):
+    _check_saved(ctx)
+    u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
+    dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+    dh_last = None if dh_last is None else dh_last.contiguous()
+    grads = selective_scan_bwd_op(
+        u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, ctx.delta_softplus, ctx.has_h0, ctx.chunk
+    )
+    return _grads_for_inputs(ctx, grads)
+
+
+selective_scan_fwd_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
 class _EagerScan(torch.autograd.Function):
@@ -166,21 +218,33 @@ class _EagerScan(torch.autograd.Function):
 
     ``torch.library.custom_op`` costs about 0.35 ms of host time per call on the H200's host (torch 2.11,
     measured with ``profile.py --host``): more than the kernel itself at L = 512. ``torch.compile`` still
-    sees the custom op (selective_scan_fn picks it while compiling).
+    sees the custom op (selective_scan_fn picks it while compiling). B and C come as the caller gave them,
+    (batch, N, L) or (batch, groups, N, L): reshaping them here rather than outside keeps autograd from
+    recording (and running) a node per view or copy.
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
-        inputs = (u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
-        out = _fwd.selective_scan_fwd(*inputs)
-        _setup_context(ctx, inputs, out)
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        out = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
+        _setup_context(
+            ctx, (u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk), out
+        )
+        ctx.squeeze = B.dim() == 3
         ctx.mark_non_differentiable(out[2])
         ctx.set_materialize_grads(False)  # else autograd makes a zero gradient for the saved states
         return out
 
     @staticmethod
     def backward(ctx, dy, dh_last, _dh_chunks):
-        return _backward_with(_bwd.selective_scan_bwd, ctx, dy, dh_last)
+        _check_saved(ctx)
+        grads = list(
+            _backward(ctx.saved_tensors, dy, dh_last, ctx.delta_softplus, ctx.has_h0, ctx.chunk, True)
+        )
+        if ctx.squeeze:
+            grads[3], grads[4] = grads[3].squeeze(1), grads[4].squeeze(1)
+        return _grads_for_inputs(ctx, grads)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -210,11 +274,27 @@ def _check_device(tensors: list[Tensor]) -> None:
         )
 
 
-def _states_last(t: Tensor) -> Tensor:
-    """(batch, groups, N, L) → (batch, groups, L, N) fp32 contiguous: the kernels read B_t, C_t (all N states
-    of one step) in every thread, 64 contiguous bytes in this layout; B and C are N/d_inner of the traffic,
-    so the copy is cheap. Differentiable: the gradient goes back through the transpose and the cast."""
-    return t.transpose(-1, -2).float().contiguous()
+#: Argument signatures (shape, dtype, device of each) that passed the checks: checking again costs ~20 µs
+#: of host time per call, as much as a quarter of the kernel's time at L = 512.
+_VALID: set = set()
+
+
+def _validate(args: tuple) -> None:
+    if torch.compiler.is_compiling():  # dynamo traces the checks once; find_spec cannot be traced
+        check_scan_args(*args)
+        return
+    try:
+        key = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in args)
+    except AttributeError:  # not a tensor: the checks below say which argument
+        key = None
+    if key is not None and key in _VALID:
+        return
+    check_scan_args(*args)
+    _check_device([t for t in args if t is not None])
+    if key is not None:
+        if len(_VALID) > 4096:
+            _VALID.clear()
+        _VALID.add(key)
 
 
 def selective_scan_fn(
@@ -241,32 +321,32 @@ def selective_scan_fn(
         y: (batch, d_inner, L) in u's dtype; with ``return_last_state`` also h_last (batch, d_inner, N) fp32.
         Differentiable with respect to every tensor argument (h0 and h_last included).
     """
-    check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
-    given = [t for t in (u, delta, A, B, C, D, z, delta_bias, h0) if t is not None]
-    if (
-        not torch.compiler.is_compiling()
-    ):  # checked when the model runs eagerly; dynamo cannot trace find_spec
-        _check_device(given)
+    _validate((u, delta, A, B, C, D, z, delta_bias, h0))
 
     def f32(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t.float().contiguous()
+        return None if t is None else _f32(t)
 
-    B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
-    C4 = C if C.dim() == 4 else C.unsqueeze(1)
-    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in given)
-    op = selective_scan_fwd_op if torch.compiler.is_compiling() else _EagerScan.apply
-    y, h_last, _ = op(
+    args = (
         u.contiguous(),
         delta.contiguous(),
         f32(A),
-        _states_last(B4),
-        _states_last(C4),
+        B,
+        C,
         f32(D),
         None if z is None else z.contiguous(),
         f32(delta_bias),
         f32(h0),
         bool(delta_softplus),
-        need_grad,
-        _fwd.CHUNK,
     )
+    if torch.compiler.is_compiling():
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:9])
+        y, h_last, _ = selective_scan_fwd_op(*args[:3], B4, C4, *args[5:], need_grad, _fwd.CHUNK)
+    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:9]):
+        y, h_last, _ = _EagerScan.apply(*args, True, _fwd.CHUNK)
+    else:  # nothing to differentiate: no autograd.Function, no saved states
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        y, h_last, _ = _forward(*args[:3], B4, C4, *args[5:], False, _fwd.CHUNK)
     return (y, h_last) if return_last_state else y

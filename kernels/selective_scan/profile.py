@@ -4,6 +4,8 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile                 # fwd then bwd, default launch sizes
     python -m minimamba.kernels.selective_scan.profile --dtype bf16 --shape 1 1536 65536 16
     python -m minimamba.kernels.selective_scan.profile --breakdown     # every kernel of one fwd / fwd+bwd
+    python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
+                                                                       # times it, every shape; vs the anchors
     ncu --clock-control none -k regex:fwd_kernel --launch-skip 1 --launch-count 1 \\
         python -m minimamba.kernels.selective_scan.profile
 """
@@ -18,14 +20,15 @@ import triton
 
 from . import bwd as kbwd
 from . import fwd as kfwd
-from .bench import DTYPES, ORDER, make_inputs
-from .op import _states_last, selective_scan_fn
+from .bench import DTYPES, MAMBA_SSM_MS, ORDER, SHAPES, make_inputs, measure, ours
+from .op import _fwd_layout, _states_last, selective_scan_fn
 
 
 def kernels_alone(shape, dname):
     x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the kernels' (batch, 1, L, N) fp32
+    B4, C4 = (_fwd_layout(t.unsqueeze(1)) for t in (B, C))  # the forward's (batch, 1, N, L) fp32
+    Bt, Ct = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the backward's (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
 
     def fwd(save=True):
@@ -34,7 +37,7 @@ def kernels_alone(shape, dname):
     _, _, hc = fwd()
 
     def bwd():
-        return kbwd.selective_scan_bwd(u, delta, A, B4, C4, D, z, db, hc, dy, None, True, False)
+        return kbwd.selective_scan_bwd(u, delta, A, Bt, Ct, D, z, db, hc, dy, None, True, False)
 
     for name, fn, mod in (("fwd", lambda: fwd(False), kfwd), ("fwd+save", fwd, kfwd), ("bwd", bwd, kbwd)):
         fn()
@@ -77,15 +80,20 @@ def breakdown(shape, dname):
         host = (time.perf_counter() - t0) / 20 * 1e3
         torch.cuda.synchronize()
         total = (time.perf_counter() - t0) / 20 * 1e3
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             fn()
             torch.cuda.synchronize()
-        rows = [(e.key, e.device_time_total / e.count / 1e3, e.count) for e in prof.key_averages()
-                if e.device_time_total > 0]  # fmt: skip
+        events = prof.key_averages()
+        rows = [
+            (e.key, e.device_time_total / e.count / 1e3, e.count) for e in events if e.device_time_total > 0
+        ]
         gpu = sum(ms * n for _, ms, n in rows)
         print(f"{name} {shape} {dname}: host {host:.3f} ms/call, wall {total:.3f} ms/call, GPU {gpu:.3f} ms")
         for key, ms, n in sorted(rows, key=lambda r: -r[1] * r[2]):
             print(f"    {ms * n:8.3f} ms  {n} x {key[:90]}")
+        print("  host side (self CPU time under the profiler, which adds its own):")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
+            print(f"    {e.self_cpu_time_total / 1e3:8.3f} ms  {e.count} x {e.key[:90]}")
 
 
 def host(shape, dname):
@@ -95,7 +103,7 @@ def host(shape, dname):
 
     x, fwd, fwd_bwd = _calls(shape, dname)
     args = [x[k] for k in ORDER]
-    B4, C4 = (_states_last(t.unsqueeze(1)) for t in (x["B"], x["C"]))
+    B4, C4 = (_fwd_layout(t.unsqueeze(1)) for t in (x["B"], x["C"]))
 
     def launch():
         kfwd.selective_scan_fwd(
@@ -120,13 +128,29 @@ def host(shape, dname):
     pstats.Stats(pr).sort_stats("tottime").print_stats(18)
 
 
+def ours_only():
+    """Our selective_scan_fn timed as the benchmark times it (no comparators: a quick check between full
+    runs), with the speed-up over the anchors' mamba_ssm figures."""
+    for mode in ("fwd", "fwd+bwd"):
+        for dname, dtype in DTYPES.items():
+            cells = []
+            for si, shape in enumerate(SHAPES):
+                ms = measure(ours, make_inputs(shape, dtype), mode)["ms"]
+                cells.append(f"{ms:.3f} ms {MAMBA_SSM_MS[(mode, dname)][si] / ms:.2f}x")
+                torch.cuda.empty_cache()
+            print(f"ours {mode:7s} {dname}: " + " | ".join(cells), flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--shape", type=int, nargs=4, default=(8, 1536, 2048, 16))
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
     p.add_argument("--breakdown", action="store_true")
     p.add_argument("--host", action="store_true", help="host (Python, launch) time per call")
+    p.add_argument("--ours", action="store_true", help="selective_scan_fn at the benchmark's shapes")
     a = p.parse_args(argv)
+    if a.ours:
+        return ours_only()
     (host if a.host else breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
 
 
