@@ -240,14 +240,17 @@ def test_dispatch_through_scan_module():
 
 def test_custom_op_registration():
     """Schema and fake (meta) implementation of both ops agree with the real ones: shapes, dtypes and
-    strides of every output (torch.library.opcheck)."""
+    strides of every output (torch.library.opcheck). B and C as a model makes them: transposed views (the
+    gradients must come back in that layout: torch.compile checks the strides its fake promised)."""
     x = make_inputs(1, 2, 5, 2, groups=1, dtype=torch.float16)
+    Bv, Cv = (x[k].transpose(-1, -2).contiguous().transpose(-1, -2) for k in ("B", "C"))
+    assert not Bv.is_contiguous()
     args = (
         x["u"],
         x["delta"],
         x["A"].float(),
-        x["B"],
-        x["C"],
+        Bv,
+        Cv,
         x["D"].float(),
         x["z"],
         x["delta_bias"].float(),

@@ -133,8 +133,8 @@ def selective_scan_bwd_op(
         du,
         ddelta,
         dA,
-        dB.contiguous(),  # as the fake implementation says (empty_like(B))
-        dC.contiguous(),
+        torch.empty_like(B).copy_(dB),  # the layout the fake implementation promises (empty_like(B))
+        torch.empty_like(C).copy_(dC),
         empty() if dD is None else dD,
         u.new_empty(0) if dz is None else dz,
         empty() if ddb is None else ddb,
