@@ -17,6 +17,7 @@ from minimamba.kernels.selective_scan import bwd as kbwd
 from minimamba.kernels.selective_scan import fwd as kfwd
 from minimamba.kernels.selective_scan import selective_scan_fn
 
+from minimamba.scan import selective_scan_ref
 from minimamba.testing import check_close, rel_error
 
 FWD_TOL = 1e-5  # fp32 against float64, relative (norm) error
@@ -291,3 +292,22 @@ def test_direct_launch_key_follows_triton_specialisation():
     assert base != _key("f", [x, 1], {"A": 1}, 1)  # equal to 1
     assert base != _key("f", [x, 32], {"A": 2}, 1)  # constexpr
     assert base != _key("f", [x, 32], {"A": 1}, 2)  # num_warps
+
+
+def test_b_and_c_with_different_group_counts():
+    """B with 2 groups, C with 1 (given (batch, N, L)): each channel still meets its own group of each, as in
+    minimamba.scan's float64 reference (the kernels take one group count for both: the smaller one is
+    repeated)."""
+    torch.manual_seed(3)
+    x = make_inputs(1, 4, 9, 2, groups=2)
+    x["C"] = torch.randn(1, 2, 9)
+    leaves = [x[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")]
+    y = selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
+    ref = [x[k].double().requires_grad_() for k in ("u", "delta", "A", "B", "C")]
+    y_ref = selective_scan_ref(*ref, *(x[k].double() for k in ("D", "z", "delta_bias")), True)
+    assert rel_error(y_ref, y) <= FWD_TOL
+    dy = torch.randn_like(y)
+    g = torch.autograd.grad(y, leaves, dy)
+    g_ref = torch.autograd.grad(y_ref, ref, dy.double())
+    for name, a, b in zip(("u", "delta", "A", "B", "C"), g, g_ref):
+        assert a.shape == b.shape and rel_error(b, a) <= GRAD_TOL, name

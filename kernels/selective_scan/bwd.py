@@ -446,13 +446,15 @@ def selective_scan_bwd_kernel(
 
 def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
     """Launch sizes of the backward: one warp of 32 channels per program, loads not pipelined (each
-    iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments:
-    4 warps per SM of the H200 with many sequences · channels, 16 with few (the segment pass of the
-    backward is cheap next to it: the fastest in the sweep of RESULTS.md)."""
+    iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments
+    until there are 32 programs per SM of the H200 (4224; with 255 registers a thread, 8 warps fit on an
+    SM at once: 4 full waves). The segment pass of the backward is cheap next to the main one. Kernels
+    alone, ms (RESULTS.md, second sweep), targets 528 / 1056 / 2112 / 4224: (8, 1536, 2048, 16) fp32
+    1.55 / 2.02 / 2.32 / 1.40; (1, 1536, 65536, 16) fp32 10.1 / 8.10 / 7.89 / 5.60; (8, 1536, 512, 16)
+    0.40 / 0.51 / 0.61 / 0.43."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    few = batch * cdiv(d_inner, 32) < 2 * 132
-    return {"num_warps": 1, "stages": 1, "target": (16 if few else 4) * 132, **OVERRIDES}
+    return {"num_warps": 1, "stages": 1, "target": 32 * 132, **OVERRIDES}
 
 
 _PLANS: dict = {}
@@ -565,9 +567,9 @@ def selective_scan_bwd(
         dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
         d_inner, L, N, d_inner // groups, seg_len, 1,
     ]  # fmt: skip
-    # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors
-    # (dA ... dh0 may be views of one buffer: their alignment is part of the key too)
-    spec = (key, one_buffer, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11] + args[14:20]))
+    # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
+    # accumulators are ours: fresh allocations, or views of one at offsets that the shapes fix)
+    spec = (key, one_buffer, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
     if n_seg > 1:
         launch_kernel_direct(selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
     LAST[:] = [launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False))]

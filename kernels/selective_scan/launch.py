@@ -5,8 +5,10 @@ specialisation (the selective scan in a training loop).
 the compiled kernel on every call: about 80 µs of host time for the scan kernels on the H200's host
 (``profile.py --host``), as long as the forward kernel itself at L = 512. After a first normal launch,
 ``launch`` keeps the compiled kernel under a key made of what Triton specialises on (dtypes, 16-byte
-alignment of pointers, integers equal to 1 or divisible by 16, the constexprs, num_warps) and calls it
-directly. Under the interpreter, or if the direct call fails once, every launch takes the normal path.
+alignment of pointers, integers equal to 1 or divisible by 16, the constexprs, num_warps) and calls its
+launcher directly (the compiled kernel's own ``kernel[grid](...)`` also builds launch metadata for
+hooks on every call; it is used when hooks are set). Under the interpreter, or if the direct call fails
+once, every launch takes the normal path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import triton
 
 _CACHE: dict = {}
 _DIRECT = [True]
@@ -29,6 +32,20 @@ def _key(fn, args, consts, num_warps):
     return fn, num_warps, tuple(consts.items()), spec
 
 
+def _stream() -> int:
+    """The current CUDA stream of the current device, as Triton's own launcher finds it (but cheaper)."""
+    return torch._C._cuda_getCurrentRawStream(torch._C._cuda_getDevice())
+
+
+def _hooks_set() -> bool:
+    """Whether someone (a profiler such as proton) asked Triton to call hooks around launches."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is None:  # an older Triton: let its runner decide
+        return True
+    hook = getattr(knobs.runtime, "launch_enter_hook", None)
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
 def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None):
     """``fn[grid](*args, **consts, num_warps=num_warps)``; ``args`` are the parameters before the
     constexprs, in order. Returns the compiled kernel.
@@ -39,16 +56,20 @@ def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None):
     if not (_DIRECT[0] and args[0].is_cuda):
         return fn[grid](*args, **consts, num_warps=num_warps)
     key = _key(fn, args, consts, num_warps) if key is None else (fn, key)
-    kernel = _CACHE.get(key)
-    if kernel is None:
+    entry = _CACHE.get(key)
+    if entry is None:
         if len(_CACHE) > 4096:
             _CACHE.clear()
         kernel = fn[grid](*args, **consts, num_warps=num_warps)
-        _CACHE[key] = kernel
+        _CACHE[key] = (kernel, tuple(consts[n] for n in fn.arg_names[len(args) :]))
         return kernel
+    kernel, tail = entry
     try:
-        names = fn.arg_names[len(args) :]
-        kernel[grid](*args, *(consts[n] for n in names), stream=torch.cuda.current_stream().cuda_stream)
+        if _hooks_set():  # the compiled kernel's own runner calls them
+            kernel[grid](*args, *tail, stream=_stream())
+        else:  # what that runner does, minus the hooks: the launcher itself
+            kernel.run(grid[0], grid[1], grid[2], _stream(), kernel.function, kernel.packed_metadata,
+                       None, None, None, *args, *tail)  # fmt: skip
     except Exception as e:  # another Triton version: fall back for good
         _DIRECT[0] = False
         warnings.warn(f"direct Triton launch unavailable ({e!r}); using the normal launch", stacklevel=2)

@@ -7,6 +7,8 @@ without looking inside the Triton kernels; ``register_autograd`` ties the backwa
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -15,6 +17,7 @@ from minimamba.scan import check_scan_args
 
 from . import bwd as _bwd
 from . import fwd as _fwd
+from .fwd import CHUNK
 
 __all__ = ["selective_scan_fn"]
 
@@ -32,6 +35,20 @@ def _f32(t: Tensor) -> Tensor:
         if t.dtype == torch.float32
         else t.to(torch.float32, memory_format=torch.contiguous_format)
     )
+
+
+def _opt_f32(t: Tensor | None) -> Tensor | None:
+    return None if t is None else _f32(t)
+
+
+def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+    """B and C with different numbers of groups (allowed: each group count divides d_inner) → both with
+    the least common multiple of the two; channel d still sees the group it would have. The kernels
+    assume one count for both."""
+    B4 = B if B.dim() == 4 else B.unsqueeze(1)
+    C4 = C if C.dim() == 4 else C.unsqueeze(1)
+    g = math.lcm(B4.shape[1], C4.shape[1])
+    return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
 
 
 def _fwd_layout(t: Tensor) -> Tensor:
@@ -54,14 +71,23 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunk
     )
 
 
+def _both_states_last(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_states_last` of B and C (same shape) in one copy kernel instead of two: host time counts."""
+    batch, groups, N, L = B.shape
+    out = torch.empty(2, batch, groups, L, N, device=B.device, dtype=torch.float32)
+    torch.stack((B.transpose(-1, -2), C.transpose(-1, -2)), out=out)
+    return out[0], out[1]
+
+
 def _backward(saved, dy, dh_last, delta_softplus, need_dh0, chunk, one_buffer):
     """The backward kernels; returns the gradients of u, delta, A, B, C, D, z, delta_bias, h0, with dB and
     dC (batch, groups, N, L) in the dtype of B and C (a transposed view when that is fp32)."""
     u, delta, A, B, C, D, z, delta_bias, h_chunks = saved
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
+    Bt, Ct = _both_states_last(B, C)
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _bwd.selective_scan_bwd(
-        u, delta, A, _states_last(B), _states_last(C), D, z, delta_bias, h_chunks, dy, dh_last,
+        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last,
         delta_softplus, need_dh0, chunk, one_buffer=one_buffer,
     )  # fmt: skip
     dB, dC = dB.transpose(-1, -2).to(B.dtype), dC.transpose(-1, -2).to(C.dtype)
@@ -216,35 +242,45 @@ selective_scan_fwd_op.register_autograd(_op_backward, setup_context=_setup_conte
 class _EagerScan(torch.autograd.Function):
     """The same forward and backward as the custom op, without its dispatcher, for eager mode.
 
-    ``torch.library.custom_op`` costs about 0.35 ms of host time per call on the H200's host (torch 2.11,
-    measured with ``profile.py --host``): more than the kernel itself at L = 512. ``torch.compile`` still
-    sees the custom op (selective_scan_fn picks it while compiling). B and C come as the caller gave them,
-    (batch, N, L) or (batch, groups, N, L): reshaping them here rather than outside keeps autograd from
-    recording (and running) a node per view or copy.
+    Host time is what limits a short scan (at L = 512 the kernels take ~0.5 ms of GPU time for a forward
+    and backward), and every input, output and autograd node costs some:
+
+    - ``torch.library.custom_op`` costs about 0.35 ms per call on the H200's host (torch 2.11, measured
+      with ``profile.py --host``), so eager calls come here; ``torch.compile`` still sees the custom op.
+    - B and C come as the caller gave them, (batch, N, L) or (batch, groups, N, L): reshaping them here
+      rather than outside keeps autograd from recording (and running) a node per view.
+    - The saved states are not an output, and h_last only when the caller asked for it.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
+        delta_softplus, return_last = flags
         B4 = B if B.dim() == 4 else B.unsqueeze(1)
         C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        out = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
-        _setup_context(
-            ctx, (u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk), out
-        )
-        ctx.squeeze = B.dim() == 3
-        ctx.mark_non_differentiable(out[2])
-        ctx.set_materialize_grads(False)  # else autograd makes a zero gradient for the saved states
-        return out
+        y, h_last, h_chunks = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK)
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, h_chunks)
+        ctx.flags = (delta_softplus, h0 is not None, B.dim() == 3)
+        ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
+        return (y, h_last) if return_last else y
 
     @staticmethod
-    def backward(ctx, dy, dh_last, _dh_chunks):
-        _check_saved(ctx)
-        grads = list(
-            _backward(ctx.saved_tensors, dy, dh_last, ctx.delta_softplus, ctx.has_h0, ctx.chunk, True)
+    def backward(ctx, dy, dh_last=None):
+        delta_softplus, has_h0, squeeze = ctx.flags
+        saved = ctx.saved_tensors
+        du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
+            saved, dy, dh_last, delta_softplus, has_h0, CHUNK, True
         )
-        if ctx.squeeze:
-            grads[3], grads[4] = grads[3].squeeze(1), grads[4].squeeze(1)
-        return _grads_for_inputs(ctx, grads)
+        if squeeze:
+            dB, dC = dB.squeeze(1), dC.squeeze(1)
+        D, z, delta_bias = saved[5:8]
+        return (
+            du, ddelta, dA, dB, dC,
+            None if D is None else dD,
+            None if z is None else dz,
+            None if delta_bias is None else ddb,
+            dh0 if has_h0 else None,
+            None,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -322,31 +358,29 @@ def selective_scan_fn(
         Differentiable with respect to every tensor argument (h0 and h_last included).
     """
     _validate((u, delta, A, B, C, D, z, delta_bias, h0))
-
-    def f32(t: Tensor | None) -> Tensor | None:
-        return None if t is None else _f32(t)
-
-    args = (
-        u.contiguous(),
-        delta.contiguous(),
-        f32(A),
-        B,
-        C,
-        f32(D),
-        None if z is None else z.contiguous(),
-        f32(delta_bias),
-        f32(h0),
-        bool(delta_softplus),
-    )
+    if B.dim() != C.dim() or (B.dim() == 4 and B.shape[1] != C.shape[1]):
+        B, C = _same_groups(B, C)
+    u, delta = u.contiguous(), delta.contiguous()
+    A, D, delta_bias = _f32(A), _opt_f32(D), _opt_f32(delta_bias)
+    z = None if z is None else z.contiguous()
+    h0 = _opt_f32(h0)
+    delta_softplus = bool(delta_softplus)
     if torch.compiler.is_compiling():
         B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
         C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:9])
-        y, h_last, _ = selective_scan_fwd_op(*args[:3], B4, C4, *args[5:], need_grad, _fwd.CHUNK)
-    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:9]):
-        y, h_last, _ = _EagerScan.apply(*args, True, _fwd.CHUNK)
+        ts = (u, delta, A, B, C, D, z, delta_bias, h0)
+        need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+        y, h_last, _ = selective_scan_fwd_op(
+            u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, need_grad, CHUNK
+        )
+    elif torch.is_grad_enabled() and (
+        u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
+        or any(t is not None and t.requires_grad for t in (D, z, delta_bias, h0))
+    ):  # fmt: skip
+        out = _EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
+        return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
         B4 = B if B.dim() == 4 else B.unsqueeze(1)
         C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        y, h_last, _ = _forward(*args[:3], B4, C4, *args[5:], False, _fwd.CHUNK)
+        y, h_last, _ = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, False, CHUNK)
     return (y, h_last) if return_last_state else y
