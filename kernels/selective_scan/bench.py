@@ -309,8 +309,8 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
             kbwd.OVERRIDES.clear()
             kbwd.OVERRIDES.update(tuned.get("bwd", {}))
             res.setdefault("configs", []).append({"shape": list(shape), "dtype": dname,
-                "fwd": kfwd.default_config(*shape, torch.device("cuda")),
-                "bwd": kbwd.default_config(*shape, torch.device("cuda"))})  # fmt: skip
+                "fwd": kfwd.default_config(*shape, torch.device("cuda"), dtype),
+                "bwd": kbwd.default_config(*shape, torch.device("cuda"), dtype)})  # fmt: skip
             x = make_inputs(shape, dtype)
             impls = {"triton (ours)": (ours, x)}
             if dname == "fp32" and shape[2] <= 2048:
@@ -459,10 +459,12 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
         lines += ["", "## Launch sizes used in the table above (the sweep's winners, else the defaults)", ""]
         seen = set()
         for c in res["configs"]:
-            key = (c["shape"][0] == 1, json.dumps(c["fwd"]), json.dumps(c["bwd"]))
+            key = (c["shape"][0] == 1, c["dtype"], json.dumps(c["fwd"]), json.dumps(c["bwd"]))
             if key not in seen:
                 seen.add(key)
-                lines.append(f"- {'batch 1' if key[0] else 'batch 8'}: fwd {c['fwd']}, bwd {c['bwd']}")
+                lines.append(
+                    f"- {'batch 1' if key[0] else 'batch 8'} {c['dtype']}: fwd {c['fwd']}, bwd {c['bwd']}"
+                )
     lines += ["", HAND_MARK]
     path.write_text("\n".join(lines) + hand)
 

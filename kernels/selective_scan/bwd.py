@@ -444,8 +444,11 @@ def selective_scan_bwd_kernel(
             tl.store(p_dh0 + o_state, b_mu, mask=m_state & (i_s_2d == 0))
 
 
-def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
-    """Launch sizes of the backward: one warp of 32 channels per program, loads not pipelined (each
+def default_config(
+    batch: int, d_inner: int, L: int, N: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> dict:
+    """Launch sizes of the backward (the forward's signature; the dtype does not change them, per the
+    sweeps of RESULTS.md): one warp of 32 channels per program, loads not pipelined (each
     iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments
     until there are 32 programs per SM of the H200 (4224; with 255 registers a thread, 8 warps fit on an
     SM at once: 4 full waves). The segment pass of the backward is cheap next to the main one. Kernels

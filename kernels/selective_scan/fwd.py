@@ -269,14 +269,19 @@ def pick_seg_len(programs: int, L: int, target: int) -> int:
     return max(CHUNK, -(-seg // CHUNK) * CHUNK)
 
 
-def default_config(batch: int, d_inner: int, L: int, N: int, device: torch.device) -> dict:
+def default_config(
+    batch: int, d_inner: int, L: int, N: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> dict:
     """Launch sizes: small blocks and segments under the interpreter (so tiny tests cross every edge);
-    on a GPU one warp of 32 channels per program, 3 tiles in flight, and segments along L when
-    batch · d_inner / 32 programs would not give every SM of the H200 (132) two warps (the fastest in
-    the sweep of RESULTS.md: the segment pass costs about 3/4 of a forward, so few segments)."""
+    on a GPU one warp of 32 channels per program, 3 tiles in flight (4 for 16-bit inputs, whose tiles
+    are half the bytes), and segments along L when batch · d_inner / 32 programs would not give every SM
+    of the H200 (132) two warps. The fastest in the sweeps of RESULTS.md: the segment pass costs about
+    3/5 of a forward, and more warps do not pay for it (the L1/shared-memory pipe, which serves every
+    thread's copy of the B/C tile, is 3/4 busy at 8 warps per SM)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    return {"num_warps": 1, "stages": 3, "target": 2 * 132, **OVERRIDES}
+    stages = 4 if dtype in (torch.float16, torch.bfloat16) else 3
+    return {"num_warps": 1, "stages": stages, "target": 2 * 132, **OVERRIDES}
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
@@ -293,13 +298,13 @@ def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, 
 _PLANS: dict = {}
 
 
-def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, launch):
+def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch):
     """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass), cached."""
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) > 4096:  # a long run of ever new shapes: start again rather than grow
             _PLANS.clear()
-        cfg = {**default_config(batch, d_inner, L, N, device), **launch}
+        cfg = {**default_config(batch, d_inner, L, N, device, dtype), **launch}
         block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
         has_d, has_z, has_db, softplus_, has_h0, save = flags
         consts = dict(

@@ -43,7 +43,7 @@ def kernels_alone(shape, dname):
         fn()
         k = mod.LAST[0]
         ms = triton.testing.do_bench(fn, return_mode="median")
-        cfg = mod.default_config(*shape, u.device)
+        cfg = mod.default_config(*shape, u.device, u.dtype)
         print(f"{name:8s} {shape} {dname} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills")
 
 
