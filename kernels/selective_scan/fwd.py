@@ -355,12 +355,13 @@ def selective_scan_fwd(
         groups,
         chunk,
         u.is_cuda,
+        u.dtype,
         flags,
         tuple(OVERRIDES.items()),
         tuple(launch.items()),
     )
     grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
-        key, u.device, batch, d_inner, L, N, groups, chunk, flags, launch
+        key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch
     )
     dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
