@@ -21,4 +21,5 @@ timeout 380 python3 -m minimamba.kernels.selective_scan.bench --out "$OUT_DIR" "
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile 2>&1 | tee "$OUT_DIR/profile.log"
 # host time per call (a shape whose GPU time is negligible), and one call at L = 512 kernel by kernel
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --host --shape 1 64 16 16 2>&1 | tee "$OUT_DIR/host.log"
+timeout 60 python3 -m minimamba.kernels.selective_scan.profile --floor 2>&1 | tee -a "$OUT_DIR/host.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --breakdown --shape 8 1536 512 16 2>&1 | tee -a "$OUT_DIR/host.log"

@@ -4,6 +4,8 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile                 # fwd then bwd, default launch sizes
     python -m minimamba.kernels.selective_scan.profile --dtype bf16 --shape 1 1536 65536 16
     python -m minimamba.kernels.selective_scan.profile --breakdown     # every kernel of one fwd / fwd+bwd
+    python -m minimamba.kernels.selective_scan.profile --floor         # PyTorch's autograd alone: a no-op
+                                                                       # Function with the scan's arity
     python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
                                                                        # times it, every shape; vs the anchors
     ncu --clock-control none -k regex:fwd_kernel --launch-skip 1 --launch-count 1 \\
@@ -128,6 +130,45 @@ def host(shape, dname):
     pstats.Stats(pr).sort_stats("tottime").print_stats(18)
 
 
+class _NoOp(torch.autograd.Function):
+    """The scan's autograd arity (9 tensors and a flags tuple in, y out, 9 gradients back) doing nothing:
+    the host time any ``autograd.Function``-based scan pays before its own code runs."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        return torch.empty_like(u)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (*(torch.empty_like(t) for t in ctx.saved_tensors), None, None)
+
+
+def autograd_floor(shape=(1, 64, 16, 16)):
+    """Host time per call of _NoOp: apply alone, and apply + autograd.grad w.r.t. 8 inputs (median)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = make_inputs(shape, torch.float32, device=device)
+    leaves = [x[k].detach().requires_grad_() for k in ORDER]
+    dy = torch.randn_like(leaves[0])
+    u, delta, A, B, C, D, z, db = leaves
+
+    def apply():
+        return _NoOp.apply(u, delta, A, B, C, D, z, db, None, (True, False))
+
+    def both():
+        return torch.autograd.grad(apply(), leaves, dy)
+
+    for name, fn in (("apply", apply), ("apply + autograd.grad", both)):
+        times = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        print(
+            f"no-op autograd.Function on {device}, {name}: {sorted(times)[1000] * 1e6:.0f} us/call (median)"
+        )
+
+
 def ours_only():
     """Our selective_scan_fn timed as the benchmark times it (no comparators: a quick check between full
     runs), with the speed-up over the anchors' mamba_ssm figures."""
@@ -148,9 +189,12 @@ def main(argv=None):
     p.add_argument("--breakdown", action="store_true")
     p.add_argument("--host", action="store_true", help="host (Python, launch) time per call")
     p.add_argument("--ours", action="store_true", help="selective_scan_fn at the benchmark's shapes")
+    p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
     a = p.parse_args(argv)
     if a.ours:
         return ours_only()
+    if a.floor:
+        return autograd_floor()
     (host if a.host else breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
 
 
