@@ -4,6 +4,8 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile                 # fwd then bwd, default launch sizes
     python -m minimamba.kernels.selective_scan.profile --dtype bf16 --shape 1 1536 65536 16
     python -m minimamba.kernels.selective_scan.profile --breakdown     # every kernel of one fwd / fwd+bwd
+    python -m minimamba.kernels.selective_scan.profile --graph         # fwd+bwd replayed from a CUDA graph:
+                                                                       # the GPU's time without the host's
     python -m minimamba.kernels.selective_scan.profile --floor         # PyTorch's autograd alone: a no-op
                                                                        # Function with the scan's arity
     python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
@@ -19,6 +21,8 @@ import time
 
 import torch
 import triton
+
+from minimamba.testing import rel_error
 
 from . import bwd as kbwd
 from . import fwd as kfwd
@@ -169,6 +173,40 @@ def autograd_floor(shape=(1, 64, 16, 16)):
         )
 
 
+def graphed(shape, dname):
+    """One eager call against the same call captured in a CUDA graph and replayed (timed as bench.py times,
+    L2 flushed): what the kernels cost when the host is out of the way, as in a model captured whole."""
+    x = make_inputs(shape, DTYPES[dname])
+    args = [x[k] for k in ORDER]
+    leaves = [a.detach().requires_grad_() for a in args]
+    dy = torch.randn_like(args[0])
+
+    def fwd():
+        with torch.no_grad():
+            return selective_scan_fn(*args, delta_softplus=True)
+
+    def fwd_bwd():
+        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
+
+    for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        eager = triton.testing.do_bench(fn, return_mode="median")
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up (compile, cache the launch plans) off the default stream
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = fn()
+        replay = triton.testing.do_bench(graph.replay, return_mode="median")
+        graph.replay()
+        pairs = zip(captured, fn()) if isinstance(captured, tuple) else [(captured, fn())]
+        err = max(rel_error(b.double(), a) for a, b in pairs)  # atomics: not bit for bit
+        print(f"{name} {shape} {dname}: eager {eager:.3f} ms, CUDA graph replay {replay:.3f} ms "
+              f"(replayed outputs against eager ones: {err:.1e})", flush=True)  # fmt: skip
+
+
 def ours_only():
     """Our selective_scan_fn timed as the benchmark times it (no comparators: a quick check between full
     runs), with the speed-up over the anchors' mamba_ssm figures."""
@@ -190,7 +228,10 @@ def main(argv=None):
     p.add_argument("--host", action="store_true", help="host (Python, launch) time per call")
     p.add_argument("--ours", action="store_true", help="selective_scan_fn at the benchmark's shapes")
     p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
+    p.add_argument("--graph", action="store_true", help="eager against CUDA-graph replay at --shape")
     a = p.parse_args(argv)
+    if a.graph:
+        return graphed(tuple(a.shape), a.dtype)
     if a.ours:
         return ours_only()
     if a.floor:
