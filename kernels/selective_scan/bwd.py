@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fwd import CHUNK, LOG2E, _pow2, cdiv, join4, launch_sizes, softplus, split4
+from .fwd import CHUNK, LOG2E, _pow2, cdiv, join4, launch_sizes, plan_key, softplus, split4
 from .launch import launch as launch_kernel_direct
 
 __all__ = ["selective_scan_bwd"]
@@ -521,18 +521,7 @@ def selective_scan_bwd(
     assert h_chunks.shape[1] == cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), dh_last is not None,
              bool(need_dh0))  # fmt: skip
-    key = (
-        batch,
-        d_inner,
-        L,
-        N,
-        groups,
-        chunk,
-        u.is_cuda,
-        flags,
-        tuple(OVERRIDES.items()),
-        tuple(launch.items()),
-    )
+    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
     grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
         key, u.device, batch, d_inner, L, N, groups, chunk, flags, u.is_cuda, launch
     )

@@ -293,6 +293,22 @@ def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, 
     return block_d, seg_len, max(1, cdiv(L, seg_len))
 
 
+def plan_key(u: torch.Tensor, N: int, groups: int, chunk: int, flags: tuple, overrides: dict, launch: dict):
+    """What a launch plan (fwd or bwd) depends on: the shapes, the device's kind, u's dtype, the switches
+    and the launch sizes asked for."""
+    return (
+        *u.shape,
+        N,
+        groups,
+        chunk,
+        u.is_cuda,
+        u.dtype,
+        flags,
+        tuple(overrides.items()),
+        tuple(launch.items()),
+    )
+
+
 #: Launch plans already worked out, by shapes, switches and launch sizes (the host time of a call matters at
 #: short L: the kernel itself takes about 0.1 ms at (8, 1536, 512, 16)).
 _PLANS: dict = {}
@@ -347,19 +363,7 @@ def selective_scan_fwd(
     assert B.shape[2:] == (N, L), "B and C are (batch, groups, N, L) here"
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), h0 is not None,
              bool(save_chunks))  # fmt: skip
-    key = (
-        batch,
-        d_inner,
-        L,
-        N,
-        groups,
-        chunk,
-        u.is_cuda,
-        u.dtype,
-        flags,
-        tuple(OVERRIDES.items()),
-        tuple(launch.items()),
-    )
+    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
     grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
         key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch
     )

@@ -176,18 +176,7 @@ def autograd_floor(shape=(1, 64, 16, 16)):
 def graphed(shape, dname):
     """One eager call against the same call captured in a CUDA graph and replayed (timed as bench.py times,
     L2 flushed): what the kernels cost when the host is out of the way, as in a model captured whole."""
-    x = make_inputs(shape, DTYPES[dname])
-    args = [x[k] for k in ORDER]
-    leaves = [a.detach().requires_grad_() for a in args]
-    dy = torch.randn_like(args[0])
-
-    def fwd():
-        with torch.no_grad():
-            return selective_scan_fn(*args, delta_softplus=True)
-
-    def fwd_bwd():
-        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
-
+    _, fwd, fwd_bwd = _calls(shape, dname)
     for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
         eager = triton.testing.do_bench(fn, return_mode="median")
         side = torch.cuda.Stream()
