@@ -6,6 +6,9 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile --breakdown     # every kernel of one fwd / fwd+bwd
     python -m minimamba.kernels.selective_scan.profile --graph         # fwd+bwd replayed from a CUDA graph:
                                                                        # the GPU's time without the host's
+    python -m minimamba.kernels.selective_scan.profile --timeline --shape 8 1536 512 16
+                                                                       # host ops and GPU kernels of 3 timed
+                                                                       # fwd+bwd calls, on one time axis
     python -m minimamba.kernels.selective_scan.profile --floor         # PyTorch's autograd alone: a no-op
                                                                        # Function with the scan's arity
     python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
@@ -173,6 +176,36 @@ def autograd_floor(shape=(1, 64, 16, 16)):
         )
 
 
+def timeline(shape, dname):
+    """Three forward + backward calls as ``do_bench`` runs them (an L2 flush before each), under
+    torch.profiler: when the host issues each op and launch, and when the GPU runs each kernel (µs from
+    the first event). Where the GPU waits for the host, this shows it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _, _, fwd_bwd = _calls(shape, dname)
+    for _ in range(5):
+        fwd_bwd()
+    cache = torch.empty(256 * 2**20, dtype=torch.int8, device="cuda")  # do_bench's L2 flush
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            cache.zero_()
+            fwd_bwd()
+        torch.cuda.synchronize()
+    events = [e for e in prof.events() if e.time_range.end > e.time_range.start]
+    t0 = min(e.time_range.start for e in events)
+    shown = ("_Eager", "autograd::engine", "aten::zero_", "cuLaunch", "cudaLaunch")
+    rows = []
+    for e in events:
+        on_gpu = e.device_type == torch.autograd.DeviceType.CUDA
+        if on_gpu or e.cpu_parent is None or e.name.startswith(shown):
+            start, length = e.time_range.start - t0, e.time_range.end - e.time_range.start
+            rows.append((start, length, "GPU" if on_gpu else "CPU", e.name[:60]))
+    print(f"fwd+bwd {shape} {dname}, 3 calls (start + duration, µs):")
+    for start, length, where, name in sorted(rows):
+        print(f"  {start:9.1f} +{length:8.1f}  {where} {name}")
+
+
 def graphed(shape, dname):
     """One eager call against the same call captured in a CUDA graph and replayed (timed as bench.py times,
     L2 flushed): what the kernels cost when the host is out of the way, as in a model captured whole."""
@@ -218,9 +251,12 @@ def main(argv=None):
     p.add_argument("--ours", action="store_true", help="selective_scan_fn at the benchmark's shapes")
     p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
     p.add_argument("--graph", action="store_true", help="eager against CUDA-graph replay at --shape")
+    p.add_argument("--timeline", action="store_true", help="host and GPU events of 3 fwd+bwd calls")
     a = p.parse_args(argv)
     if a.graph:
         return graphed(tuple(a.shape), a.dtype)
+    if a.timeline:
+        return timeline(tuple(a.shape), a.dtype)
     if a.ours:
         return ours_only()
     if a.floor:
