@@ -41,12 +41,16 @@ def _opt_f32(t: Tensor | None) -> Tensor | None:
     return None if t is None else _f32(t)
 
 
+def _with_groups(t: Tensor) -> Tensor:
+    """B or C as (batch, groups, N, L): (batch, N, L) is one group."""
+    return t if t.dim() == 4 else t.unsqueeze(1)
+
+
 def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     """B and C with different numbers of groups (allowed: each group count divides d_inner) → both with
     the least common multiple of the two; channel d still sees the group it would have. The kernels
     assume one count for both."""
-    B4 = B if B.dim() == 4 else B.unsqueeze(1)
-    C4 = C if C.dim() == 4 else C.unsqueeze(1)
+    B4, C4 = _with_groups(B), _with_groups(C)
     g = math.lcm(B4.shape[1], C4.shape[1])
     return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
 
@@ -218,15 +222,11 @@ def _grads_for_inputs(ctx, grads):
     )
 
 
-def _check_saved(ctx):
+def _op_backward(ctx, dy, dh_last, _dh_chunks):
     if not ctx.save_chunks:
         raise RuntimeError(
             "selective_scan_fwd ran without saving its block states (no input required grad when it ran)"
         )
-
-
-def _op_backward(ctx, dy, dh_last, _dh_chunks):
-    _check_saved(ctx)
     u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
@@ -255,8 +255,7 @@ class _EagerScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
         delta_softplus, return_last = flags
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        B4, C4 = _with_groups(B), _with_groups(C)
         y, h_last, h_chunks = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK)
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, h_chunks)
         ctx.flags = (delta_softplus, h0 is not None, B.dim() == 3)
@@ -366,8 +365,7 @@ def selective_scan_fn(
     h0 = _opt_f32(h0)
     delta_softplus = bool(delta_softplus)
     if torch.compiler.is_compiling():
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)  # (batch, 1, N, L): one group
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        B4, C4 = _with_groups(B), _with_groups(C)
         ts = (u, delta, A, B, C, D, z, delta_bias, h0)
         need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
         y, h_last, _ = selective_scan_fwd_op(
@@ -380,7 +378,6 @@ def selective_scan_fn(
         out = _EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
         return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        B4, C4 = _with_groups(B), _with_groups(C)
         y, h_last, _ = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, False, CHUNK)
     return (y, h_last) if return_last_state else y

@@ -73,6 +73,20 @@ def _calls(shape, dname):
     return x, fwd, fwd_bwd
 
 
+def _per_call(fn, n):
+    """Seconds per call of ``fn`` over n calls after a warm-up: host (until the last one is queued) and
+    wall (until the GPU has finished them)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    host = (time.perf_counter() - t0) / n
+    torch.cuda.synchronize()
+    return host, (time.perf_counter() - t0) / n
+
+
 def breakdown(shape, dname):
     """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead)."""
     from torch.profiler import ProfilerActivity, profile
@@ -80,15 +94,7 @@ def breakdown(shape, dname):
     _, fwd, fwd_bwd = _calls(shape, dname)
 
     for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(20):
-            fn()
-        host = (time.perf_counter() - t0) / 20 * 1e3
-        torch.cuda.synchronize()
-        total = (time.perf_counter() - t0) / 20 * 1e3
+        host, total = (t * 1e3 for t in _per_call(fn, 20))
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             fn()
             torch.cuda.synchronize()
@@ -120,14 +126,7 @@ def host(shape, dname):
         )
 
     for name, fn in (("kernel launch", launch), ("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-        for _ in range(5):
-            fn()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(50):
-            fn()
-        print(f"host {name} {shape} {dname}: {(time.perf_counter() - t0) / 50 * 1e6:.0f} us/call")
-        torch.cuda.synchronize()
+        print(f"host {name} {shape} {dname}: {_per_call(fn, 50)[0] * 1e6:.0f} us/call")
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(20):
