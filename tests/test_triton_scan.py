@@ -5,7 +5,10 @@ tiny: the interpreter costs ~150-200 µs per scanned element. On the CPU the ker
 saved states every 8 steps, segments of 16 steps and blocks of 2 channels (``fwd.default_config``), so
 L = 1, 7, 8, 9, 17, 33 sit below, on and above every edge (17 and 33 run 2 and 3 segments: the segment
 pass and the combination of its summaries), and d_inner = 3 leaves a half-empty channel block.
-tests/test_triton_scan_gpu.py repeats this at real sizes.
+
+The forward has two kernels: the channel kernel (fwd.py) and the kernel parallel along time
+(fwd_time.py, tiles of 16 steps here: L = 17 and 33 carry the state across 2 and 3 tiles). Tests taking
+the ``forward_kernel`` fixture run with each. tests/test_triton_scan_gpu.py repeats this at real sizes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,25 @@ from minimamba.testing import check_close, rel_error
 
 FWD_TOL = 1e-5  # fp32 against float64, relative (norm) error
 GRAD_TOL = 1e-4
+
+
+@pytest.fixture(params=["channel", "time"])
+def forward_kernel(request, monkeypatch):
+    """Run the test with the channel kernel, then with the kernel parallel along time (and check that the
+    forwards launched were that kernel)."""
+    time = request.param == "time"
+    monkeypatch.setitem(kfwd.OVERRIDES, "time", time)
+    launched = []
+    launch = kfwd.launch_kernel_direct
+
+    def spy(fn, *args, **kwargs):
+        launched.append(fn)
+        return launch(fn, *args, **kwargs)
+
+    monkeypatch.setattr(kfwd, "launch_kernel_direct", spy)
+    yield request.param
+    want = kfwd.selective_scan_fwd_time_kernel if time else kfwd.selective_scan_fwd_kernel
+    assert launched and all(fn is want for fn in launched)
 
 
 def scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
@@ -125,39 +147,43 @@ def run_and_compare(
 
 
 @pytest.mark.parametrize("L", [1, 7, 8, 9, 17, 33])
-def test_lengths_around_block_edges(L):
+def test_lengths_around_block_edges(L, forward_kernel):
     run_and_compare(1, 3, L, 4)
 
 
-def test_whole_tiles_take_the_unmasked_path():
+def test_whole_tiles_take_the_unmasked_path(forward_kernel):
     """L a multiple of 4, d_inner of the channel block, N a power of two: the backward loads without masks."""
     run_and_compare(1, 4, 16, 4, use_h0=True)
 
 
-def test_initial_state_and_groups():
+def test_initial_state_and_groups(forward_kernel):
     run_and_compare(2, 4, 9, 3, groups=2, use_h0=True)
 
 
-def test_plain_scan_without_options():
+def test_plain_scan_without_options(forward_kernel):
     """No D, no z, no delta_bias, no softplus, y only: the bare recurrence."""
     run_and_compare(2, 3, 10, 2, use_D=False, use_z=False, use_bias=False, softplus=False, last_state=False)
 
 
-def test_one_state_one_group_per_channel():
+def test_one_state_one_group_per_channel(forward_kernel):
     run_and_compare(1, 3, 11, 1, groups=3, use_z=False, use_h0=True)
 
 
-def test_d_without_z_bias_without_softplus():
+def test_d_without_z_bias_without_softplus(forward_kernel):
     run_and_compare(1, 2, 9, 4, use_z=False, softplus=False, use_h0=True)
 
 
-def test_launch_functions_directly():
-    """Blocks of 4 channels (two blocks for 5 channels), segments of 8 steps: the saved states are the
-    states entering every 8 steps, and the backward restarts from them."""
+@pytest.mark.parametrize(
+    "launch",
+    [dict(block_d=4, seg_len=8, time=False), dict(time=True, time_block_d=4, time_block_t=8)],
+    ids=["channel-segments-of-8", "time-tiles-of-8"],
+)
+def test_launch_functions_directly(launch):
+    """Blocks of 4 channels (two blocks for 5 channels), segments (or tiles) of 8 steps: the saved states
+    are the states entering every 8 steps, and the backward restarts from them."""
     x = make_inputs(1, 5, 13, 2, groups=1)
     dy = torch.randn(1, 5, 13)
     kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], h0=x["h0"], delta_softplus=True)
-    launch = dict(block_d=4, seg_len=8)
     Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))  # the backward's (batch, groups, L, N)
     y, h_last, h_chunks = kfwd.selective_scan_fwd(
         x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, save_chunks=True, **launch
@@ -169,14 +195,29 @@ def test_launch_functions_directly():
                           x["C"][..., :8], **kw)  # fmt: skip
     states = h_chunks.transpose(2, 3)  # (batch, chunk, d_inner, N)
     assert rel_error(x["h0"], states[:, 0]) == 0 and rel_error(h8_ref, states[:, 1]) <= FWD_TOL
+    bwd_launch = {k: v for k, v in launch.items() if k in ("block_d", "seg_len")}
     du, *_ = kbwd.selective_scan_bwd(
         x["u"], x["delta"], x["A"], Bt, Ct, x["D"], x["z"], x["delta_bias"], h_chunks, dy, None,
-        True, True, **launch,
+        True, True, **bwd_launch,
     )  # fmt: skip
     u = x["u"].double().requires_grad_()
     y_ref, _ = scan_loop(u, x["delta"], x["A"], x["B"], x["C"], **kw)
     (du_ref,) = torch.autograd.grad((y_ref * dy.double()).sum(), [u])
     assert rel_error(du_ref, du) <= GRAD_TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_time_kernel_matches_channel_kernel(dtype):
+    """The two forwards on the same inputs: 4 channels in 2 groups (a block of 2 channels each), h0, 37
+    steps in tiles of 16 (the carry crosses two tile edges; in fp16 a thread holds 8 steps, in fp32 4):
+    the same y (to the output's rounding), h_last and saved states (fp32 inside both)."""
+    x = make_inputs(1, 4, 37, 3, groups=2, dtype=dtype)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], x["h0"], True, True)
+    y1, h1, c1 = kfwd.selective_scan_fwd(*args, time=False)
+    y2, h2, c2 = kfwd.selective_scan_fwd(*args, time=True)
+    assert c1.shape == c2.shape == (1, 5, 3, 4)
+    assert rel_error(y1, y2) <= (1e-6 if dtype == torch.float32 else 1e-3)
+    assert rel_error(h1, h2) <= 1e-6 and rel_error(c1, c2) <= 1e-6
 
 
 def test_many_segments_give_the_one_segment_answer(monkeypatch):
@@ -199,7 +240,7 @@ def test_many_segments_give_the_one_segment_answer(monkeypatch):
         assert rel_error(a, b) <= 1e-5, k
 
 
-def test_last_state_gradient_alone():
+def test_last_state_gradient_alone(forward_kernel):
     """Only h_last feeds the loss: dy is None inside the backward."""
     x = make_inputs(1, 3, 9, 2)
     u = x["u"].clone().requires_grad_()
@@ -211,7 +252,7 @@ def test_last_state_gradient_alone():
     check_close("du", du_ref, du, rtol=1e-4, atol=1e-6)
 
 
-def test_non_contiguous_inputs():
+def test_non_contiguous_inputs(forward_kernel):
     x = make_inputs(2, 3, 6, 2)
     u_t = x["u"].transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
     B_t = x["B"].transpose(1, 2).contiguous().transpose(1, 2)
@@ -221,7 +262,7 @@ def test_non_contiguous_inputs():
     assert rel_error(y_ref, y) <= FWD_TOL
 
 
-def test_half_precision_inputs():
+def test_half_precision_inputs(forward_kernel):
     """fp16 inputs, fp32 state: y in fp16, within fp16 rounding of the float64 loop on the same inputs."""
     x = make_inputs(1, 3, 9, 4, dtype=torch.float16)
     y = selective_scan_fn(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
@@ -294,7 +335,7 @@ def test_direct_launch_key_follows_triton_specialisation():
     assert base != _key("f", [x, 32], {"A": 1}, 2)  # num_warps
 
 
-def test_b_and_c_with_different_group_counts():
+def test_b_and_c_with_different_group_counts(forward_kernel):
     """B with 2 groups, C with 1 (given (batch, N, L)): each channel still meets its own group of each, as in
     minimamba.scan's float64 reference (the kernels take one group count for both: the smaller one is
     repeated)."""

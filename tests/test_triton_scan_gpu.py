@@ -54,8 +54,33 @@ def _compare(shape, dtype, groups=0, use_h0=False, grads=True):
 
 @pytest.mark.parametrize("shape", [(2, 64, 4097, 16), (1, 1536, 2048, 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_real_sizes(shape, dtype):
+@pytest.mark.parametrize("time", [False, True], ids=["channel-kernel", "time-kernel"])
+def test_real_sizes(shape, dtype, time, monkeypatch):
+    from minimamba.kernels.selective_scan import fwd as kfwd
+
+    monkeypatch.setitem(kfwd.OVERRIDES, "time", time)
     _compare(shape, dtype)
+
+
+def test_forward_kernel_picked_by_shape(monkeypatch):
+    """On its own the forward runs the channel kernel when batch · d_inner fills the GPU, and the kernel
+    parallel along time when the channel kernel would need segments."""
+    from minimamba.kernels.selective_scan import fwd as kfwd
+
+    launched = []
+    launch = kfwd.launch_kernel_direct
+    monkeypatch.setattr(
+        kfwd, "launch_kernel_direct", lambda fn, *a, **k: launched.append(fn) or launch(fn, *a, **k)
+    )
+    for shape, want in (((8, 1536, 512, 16), kfwd.selective_scan_fwd_kernel),
+                        ((1, 1536, 2048, 16), kfwd.selective_scan_fwd_time_kernel)):  # fmt: skip
+        x = make_inputs(*shape)
+        launched.clear()
+        with torch.no_grad():
+            selective_scan_fn(
+                *(x[k].cuda() for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")), True
+            )
+        assert launched == [want], shape
 
 
 def test_groups_initial_state_and_odd_sizes():
@@ -65,11 +90,19 @@ def test_groups_initial_state_and_odd_sizes():
 
 @pytest.mark.parametrize(
     "launch",
-    [{"target": 1}, {"seg_len": 256}, {"num_warps": 2, "stages": 2, "target": 4096}, {"stages": 4}],
-    ids=["one-segment", "segments-of-256", "two-warps", "four-stages"],
+    [
+        {"target": 1, "time": False},
+        {"seg_len": 256, "time": False},
+        {"num_warps": 2, "stages": 2, "target": 4096, "time": False},
+        {"stages": 4, "time": False},
+        {"time": True, "time_block_t": 256, "time_warps": 2, "time_maxnreg": None},
+        {"time": True, "time_block_d": 2, "time_block_t": 1024, "time_warps": 8},
+    ],
+    ids=["one-segment", "segments-of-256", "two-warps", "four-stages", "time-tiles-of-256", "time-8-warps"],
 )
 def test_launch_configurations(launch, monkeypatch):
-    """Every launch size the benchmark may pick gives the same answers (segments, warps, stages)."""
+    """Every launch size the benchmark may pick gives the same answers (segments, warps, stages; for the
+    time kernel: channels, tile, warps, register cap)."""
     from minimamba.kernels.selective_scan import bwd as kbwd
     from minimamba.kernels.selective_scan import fwd as kfwd
 

@@ -25,6 +25,9 @@ the true state, combined from the summaries of the segments before it:
 
     h_in[s] = exp(A · ΣΔ[s-1]) ⊙ h_in[s-1] + h_end[s-1]
 
+On a GPU, :func:`selective_scan_fwd` runs the kernel of ``fwd_time.py`` instead whenever segments would be
+needed: its threads split the time axis (a scan across threads), so one pass fills the GPU.
+
 Bytes moved (fp32): read u, delta, z (4 bytes × batch·d_inner·L each) and B, C (4 × batch·N·L each, once
 per BLOCK_D channels), write y: about 16 bytes per (b, d, t). For the backward pass the kernel also writes
 the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the state tensor, 4·N/CHUNK =
@@ -277,11 +280,20 @@ def default_config(
     are half the bytes), and segments along L when batch · d_inner / 32 programs would not give every SM
     of the H200 (132) two warps. The fastest in the sweeps of RESULTS.md: the segment pass costs about
     3/5 of a forward, and more warps do not pay for it (the L1/shared-memory pipe, which serves every
-    thread's copy of the B/C tile, is 3/4 busy at 8 warps per SM)."""
-    if device.type != "cuda":
-        return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    stages = 4 if dtype in (torch.float16, torch.bfloat16) else 3
-    return {"num_warps": 1, "stages": stages, "target": 2 * 132, **OVERRIDES}
+    thread's copy of the B/C tile, is 3/4 busy at 8 warps per SM).
+
+    ``time``: whether to use the kernel parallel along time (:mod:`fwd_time`) instead; None (on a GPU)
+    picks it exactly when the channel kernel would need segments. ``time_*``: its launch sizes (channels
+    per program, steps per tile, warps, and a register cap: 168 lets 3 programs of 4 warps share an SM,
+    where the compiler alone takes 255 and fits 2; sweep of RESULTS.md)."""
+    if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
+        return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
+                "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
+                **OVERRIDES}  # fmt: skip
+    half = dtype in (torch.float16, torch.bfloat16)
+    return {"num_warps": 1, "stages": 4 if half else 3, "target": 2 * 132, "time": None, "time_block_d": 4,
+            "time_block_t": 1024 if half else 512, "time_warps": 4, "time_maxnreg": 168,
+            **OVERRIDES}  # fmt: skip
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
@@ -315,7 +327,8 @@ _PLANS: dict = {}
 
 
 def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch):
-    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass), cached."""
+    """The launch plan, cached: ("channel", grid, num_warps, n_seg, constexprs of the segment pass, of the
+    main pass, seg_len) or ("time", grid, num_warps, constexprs, compile options)."""
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) > 4096:  # a long run of ever new shapes: start again rather than grow
@@ -323,15 +336,37 @@ def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch
         cfg = {**default_config(batch, d_inner, L, N, device, dtype), **launch}
         block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
         has_d, has_z, has_db, softplus_, has_h0, save = flags
-        consts = dict(
-            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-            STATE_ONLY=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
-            DELTA_SOFTPLUS=softplus_, HAS_H0=has_h0, SAVE_CHUNKS=save,
-        )  # fmt: skip
-        seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
-        grid = (cdiv(d_inner, block_d), batch, n_seg)
-        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts)
+        switches = dict(HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db, DELTA_SOFTPLUS=softplus_,
+                        HAS_H0=has_h0, SAVE_CHUNKS=save)  # fmt: skip
+        use_time = cfg.get("time")
+        if use_time is None:
+            use_time = n_seg > 1
+        if use_time:
+            k = 8 if dtype in (torch.float16, torch.bfloat16) else 4  # steps per thread: 16 bytes of u
+            block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["time_block_d"])
+            block_t = max(k, int(cfg["time_block_t"]))
+            assert block_t % k == 0 and chunk % k == 0, "a tile holds whole K-step pieces, a chunk too"
+            consts = dict(BLOCK_D=block_d, BLOCK_T=block_t, K=k, CHUNK=chunk, **switches)
+            options = {"maxnreg": cfg["time_maxnreg"]} if cfg.get("time_maxnreg") else {}
+            plan = ("time", (cdiv(d_inner, block_d), batch, 1), cfg["time_warps"], consts, options)
+        else:
+            consts = dict(
+                BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+                STATE_ONLY=False, HAS_SEG=n_seg > 1, **switches,
+            )  # fmt: skip
+            seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
+            grid = (cdiv(d_inner, block_d), batch, n_seg)
+            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len)
+        _PLANS[key] = plan
     return plan
+
+
+def _contiguous(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """t contiguous (and in ``dtype``), in one copy at most (``.to(dtype, memory_format=...)`` alone returns
+    a non-contiguous tensor of that dtype unchanged)."""
+    if dtype is None or t.dtype == dtype:
+        return t.contiguous()
+    return t.to(dtype, memory_format=torch.contiguous_format)
 
 
 def selective_scan_fwd(
@@ -349,13 +384,15 @@ def selective_scan_fwd(
     chunk: int = CHUNK,
     **launch,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward on validated, contiguous tensors: B, C (batch, groups, N, L), fp32 (any float
-    dtype works, but then every thread converts the whole B/C tile: selective_scan_fn passes fp32).
+    """Launch the forward on validated tensors (u, delta, z contiguous); B, C (batch, groups, N, L) in any
+    float dtype and layout: the channel kernel reads them as fp32 (every thread reads the whole B/C tile:
+    converting it there would cost 25% more instructions per step), the time kernel as they come
+    (one thread converts each element it loads), both contiguous.
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
     every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
     last, so that the 32 threads of a warp write (and the backward reads) 32 neighbouring floats.
-    ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d).
+    ``launch`` overrides the launch sizes (see :func:`default_config`; ``time`` picks the kernel).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
@@ -364,9 +401,7 @@ def selective_scan_fwd(
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), h0 is not None,
              bool(save_chunks))  # fmt: skip
     key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
-    grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
-        key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch
-    )
+    plan = _plan(key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch)
     dev, f32 = u.device, torch.float32
     y = torch.empty_like(u)
     h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
@@ -377,18 +412,32 @@ def selective_scan_fwd(
     if L == 0:  # nothing to scan: the state passes straight through
         h_last.copy_(h0) if h0 is not None else h_last.zero_()
         return y, h_last, h_chunks
-    seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
-    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
+    time_kernel = plan[0] == "time"
+    B, C = (_contiguous(t, None if time_kernel else f32) for t in (B, C))
     args = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
         delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
-        y, h_last, h_chunks if save_chunks else h_last, seg_h, seg_dsum,
-        d_inner, L, N, d_inner // groups, seg_len, 1,
+        y, h_last, h_chunks if save_chunks else h_last,
     ]  # fmt: skip
     # what Triton specialises on beyond the plan: the dtypes and the 16-byte alignment of the caller's tensors
     spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:9]))
+    if time_kernel:
+        _, grid, num_warps, consts, options = plan
+        carry = torch.empty(batch, 2, d_inner, N, device=dev, dtype=f32)
+        args += [carry, d_inner, L, N, d_inner // groups]
+        kernel = selective_scan_fwd_time_kernel
+        LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
+        return y, h_last, h_chunks
+    _, grid, num_warps, n_seg, seg_consts, consts, seg_len = plan
+    seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
+    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
+    args += [seg_h, seg_dsum, d_inner, L, N, d_inner // groups, seg_len, 1]
     if n_seg > 1:
         launch_kernel_direct(selective_scan_fwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
     LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, num_warps, (spec, False))]
     return y, h_last, h_chunks
+
+
+# the kernel parallel along time reuses softplus and LOG2E from this module: imported last
+from .fwd_time import selective_scan_fwd_time_kernel  # noqa: E402

@@ -46,21 +46,21 @@ def _hooks_set() -> bool:
     return hook is not None and bool(getattr(hook, "calls", True))
 
 
-def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None):
-    """``fn[grid](*args, **consts, num_warps=num_warps)``; ``args`` are the parameters before the
-    constexprs, in order. Returns the compiled kernel.
+def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None, **options):
+    """``fn[grid](*args, **consts, num_warps=num_warps, **options)``; ``args`` are the parameters before the
+    constexprs, in order; ``options`` are compile options (``maxnreg``). Returns the compiled kernel.
 
     ``key``, when given, must determine everything Triton specialises on (the caller's shapes, switches,
     launch sizes, and the dtypes and alignment of the tensors it did not allocate itself): cheaper than
     working it out from every argument."""
     if not (_DIRECT[0] and args[0].is_cuda):
-        return fn[grid](*args, **consts, num_warps=num_warps)
-    key = _key(fn, args, consts, num_warps) if key is None else (fn, key)
+        return fn[grid](*args, **consts, num_warps=num_warps, **options)
+    key = (*_key(fn, args, consts, num_warps), tuple(options.items())) if key is None else (fn, key)
     entry = _CACHE.get(key)
     if entry is None:
         if len(_CACHE) > 4096:
             _CACHE.clear()
-        kernel = fn[grid](*args, **consts, num_warps=num_warps)
+        kernel = fn[grid](*args, **consts, num_warps=num_warps, **options)
         _CACHE[key] = (kernel, tuple(consts[n] for n in fn.arg_names[len(args) :]))
         return kernel
     kernel, tail = entry
@@ -73,5 +73,5 @@ def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None):
     except Exception as e:  # another Triton version: fall back for good
         _DIRECT[0] = False
         warnings.warn(f"direct Triton launch unavailable ({e!r}); using the normal launch", stacklevel=2)
-        return fn[grid](*args, **consts, num_warps=num_warps)
+        return fn[grid](*args, **consts, num_warps=num_warps, **options)
     return kernel

@@ -23,18 +23,14 @@ __all__ = ["selective_scan_fn"]
 
 
 # --------------------------------------------------------------------------------------------------------
-# B and C in the layouts the kernels read. Both kernels keep all N states of a channel in one thread, and
-# every thread reads all of B_t and C_t at every step t, in fp32.
+# B and C in the layouts the kernels read. The forward takes them as given, (batch, groups, N, L): fwd.py
+# converts them for the kernel it picks. The backward keeps all N states of a channel in one thread, and
+# every thread reads all of B_t and C_t at every step t: (batch, groups, L, N) in fp32.
 
 
 def _f32(t: Tensor) -> Tensor:
-    """fp32 and contiguous in one copy at most (``.to(float32, memory_format=...)`` alone returns a
-    non-contiguous fp32 tensor unchanged; ``.float().contiguous()`` copies bf16 twice)."""
-    return (
-        t.contiguous()
-        if t.dtype == torch.float32
-        else t.to(torch.float32, memory_format=torch.contiguous_format)
-    )
+    """fp32 and contiguous, in one copy at most."""
+    return _fwd._contiguous(t, torch.float32)
 
 
 def _opt_f32(t: Tensor | None) -> Tensor | None:
@@ -55,12 +51,6 @@ def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
 
 
-def _fwd_layout(t: Tensor) -> Tensor:
-    """(batch, groups, N, L) → the same, fp32 and contiguous: a no-op for contiguous fp32 input. (In bf16
-    every thread would otherwise convert the whole B/C tile itself: 25% more instructions per step.)"""
-    return _f32(t)
-
-
 def _states_last(t: Tensor) -> Tensor:
     """(batch, groups, N, L) → (batch, groups, L, N) fp32 contiguous, for the backward, which loads B_t and
     C_t where it uses them, one step at a time: 64 contiguous bytes in this layout (4 vector loads instead
@@ -69,9 +59,9 @@ def _states_last(t: Tensor) -> Tensor:
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
-    """The forward kernels on B, C (batch, groups, N, L) as given."""
+    """The forward kernels on B, C (batch, groups, N, L) as given (the kernel picked converts them)."""
     return _fwd.selective_scan_fwd(
-        u, delta, A, _fwd_layout(B), _fwd_layout(C), D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
+        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
     )
 
 

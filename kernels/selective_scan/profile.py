@@ -30,13 +30,13 @@ from minimamba.testing import rel_error
 from . import bwd as kbwd
 from . import fwd as kfwd
 from .bench import DTYPES, MAMBA_SSM_MS, ORDER, SHAPES, make_inputs, measure, ours
-from .op import _fwd_layout, _states_last, selective_scan_fn
+from .op import _states_last, selective_scan_fn
 
 
 def kernels_alone(shape, dname):
     x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
-    B4, C4 = (_fwd_layout(t.unsqueeze(1)) for t in (B, C))  # the forward's (batch, 1, N, L) fp32
+    B4, C4 = (t.unsqueeze(1) for t in (B, C))  # (batch, 1, N, L), as the op passes them
     Bt, Ct = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the backward's (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
 
@@ -118,7 +118,7 @@ def host(shape, dname):
 
     x, fwd, fwd_bwd = _calls(shape, dname)
     args = [x[k] for k in ORDER]
-    B4, C4 = (_fwd_layout(t.unsqueeze(1)) for t in (x["B"], x["C"]))
+    B4, C4 = (t.unsqueeze(1) for t in (x["B"], x["C"]))
 
     def launch():
         kfwd.selective_scan_fwd(
