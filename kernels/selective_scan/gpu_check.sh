@@ -16,7 +16,7 @@ fi
 # minimamba.kernels lives in kernels/: `import minimamba` finds it in a source checkout (PYTHONPATH=.)
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT_DIR/nvidia-smi.txt"
-timeout 200 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py tests/test_teaching_kernels.py -q -s -p no:cacheprovider -p no:logging --tb=short 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
+timeout 300 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py tests/test_teaching_kernels.py -q -s -p no:cacheprovider -p no:logging --tb=short 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
 timeout 380 python3 -m minimamba.kernels.selective_scan.bench --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile 2>&1 | tee "$OUT_DIR/profile.log"
 # host time per call (a shape whose GPU time is negligible), and one call at L = 512 kernel by kernel
