@@ -284,16 +284,16 @@ def default_config(
 
     ``time``: whether to use the kernel parallel along time (:mod:`fwd_time`) instead; None (on a GPU)
     picks it exactly when the channel kernel would need segments. ``time_*``: its launch sizes (channels
-    per program, steps per tile, warps, and a register cap: 168 lets 3 programs of 4 warps share an SM,
-    where the compiler alone takes 255 and fits 2; sweep of RESULTS.md)."""
+    per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
+    the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md)."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
                 **OVERRIDES}  # fmt: skip
     half = dtype in (torch.float16, torch.bfloat16)
-    return {"num_warps": 1, "stages": 4 if half else 3, "target": 2 * 132, "time": None, "time_block_d": 4,
-            "time_block_t": 1024 if half else 512, "time_warps": 4, "time_maxnreg": 168,
-            **OVERRIDES}  # fmt: skip
+    return {"num_warps": 1, "stages": 4 if half else 3, "target": 2 * 132, "time": None,
+            "time_block_d": 2 if half else 4, "time_block_t": 512, "time_warps": 2 if half else 4,
+            "time_maxnreg": 168, **OVERRIDES}  # fmt: skip
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):

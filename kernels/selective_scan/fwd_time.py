@@ -13,7 +13,8 @@ mamba_ssm's CUDA kernel does: one pass, and as many threads as there are channel
 
 **Who does what.** A program owns BLOCK_D channels of one sequence and walks it in tiles of BLOCK_T steps.
 In a tile, every thread holds K neighbouring steps (K = 4 in fp32, 8 in 16-bit: one 16-byte load) of each
-of the BLOCK_D channels; the 32·num_warps threads cover the tile. For every state n, in a loop:
+of the BLOCK_D channels; the 32·num_warps threads cover the tile. The work that depends only on (t, d)
+(softplus, Δ·u, D·u, the gate) is done once per tile. Then, state by state:
 
     a_t = exp(Δ_t A_n), b_t = Δ_t B_{t,n} u_t                    (BLOCK_D, BLOCK_T), elementwise
     (a_cum_t, h_t) = tl.associative_scan((a, b), first_order)   h_t from a zero state, a_cum_t = a_1 ⋯ a_t
@@ -22,18 +23,21 @@ of the BLOCK_D channels; the 32·num_warps threads cover the tile. For every sta
 
 ``first_order`` is notebook 05's operator, (a₁, b₁) then (a₂, b₂) = (a₁a₂, a₂b₁ + b₂); Triton scans each
 thread's K steps in registers, then across the threads of a warp (shuffles) and across warps (shared
-memory). B_{·,n} and C_{·,n} are loaded once per tile for the BLOCK_D channels.
+memory). B_{·,n} and C_{·,n} are loaded once per tile for the BLOCK_D channels. Two states go through one
+scan (``first_order_x2``): a scan is a chain of dependent shuffles, and two independent chains in one
+instruction stream hide each other's latency.
 
 **The carry.** The state at the tile's last step is the next tile's carry, and it lives in the thread that
 holds that step. Every thread needs it, so that thread writes it to a small buffer in global memory
 (batch, 2, d_inner, N), read back by all after a barrier. Two halves, used in turn from tile to tile: the
 write of tile i+1 cannot race the reads of tile i.
 
-**Cost.** About 20 instructions per (step, channel, state) against the channel kernel's 9 (the scan across
-threads, shuffles and selects), but one pass and every SM busy: at (1, 1536, 65536, 16) 2.6 ms against
-3.3 ms in fp32 and 1.9 ms against 3.0 in bf16 (H200, kernels alone, ``.dev``-free numbers in RESULTS.md).
-With many sequences · channels the channel kernel wins: ``fwd.selective_scan_fwd`` picks this one only
-when the channel kernel would need segments.
+**Cost.** About 19 instructions per (step, channel, state), against the channel kernel's 9: the scan
+across threads (shuffles, selects) and the carry. But it is one pass, and every SM has warps to switch
+between. Kernels alone on the H200 (RESULTS.md), (1, 1536, 65536, 16): 2.2 ms against the channel
+kernel's 3.3 in fp32, 1.6 against 3.0 in bf16. With many sequences · channels the channel kernel wins
+(1.5 against 2.2 ms at (8, 1536, 8192, 16) fp32): ``fwd.selective_scan_fwd`` picks this one when the
+channel kernel would need segments.
 """
 
 from __future__ import annotations
@@ -51,12 +55,50 @@ def first_order(a1, b1, a2, b2):
 
 
 @triton.jit
+def first_order_x2(a1, b1, c1, d1, a2, b2, c2, d2):
+    """:func:`first_order` for two recurrences at once, (a, b) and (c, d): one scan, two states."""
+    return a1 * a2, a2 * b1 + b2, c1 * c2, c2 * d1 + d2
+
+
+@triton.jit
 def lasts(x, K: tl.constexpr):
     """x[..., K-1::K] of a (..., T) tensor: the last of every K neighbouring steps along the last axis.
     When a thread holds K neighbouring steps, that is the one it ends with: no data crosses threads."""
     for _ in tl.static_range(K.bit_length() - 1):
         _, x = tl.split(tl.reshape(x, x.shape[:-1] + [x.shape[-1] // 2, 2]))  # the odd ones
     return x
+
+
+@triton.jit
+def state_inputs(p_A, p_Bg, p_Cg, n, o_d, m_d, o_l, m_l, N, L, b_dt, b_du):
+    """For state n (masked off: a = 1, b = 0, C = 0, the state changes nothing): a_t =
+    exp(Δ_t A_n) and b_t = Δ_t B_{t,n} u_t, (BLOCK_D, BLOCK_T), and C_{t,n} as (1, BLOCK_T): the layout of
+    the tiles, so that no data moves between threads."""
+    b_A2 = tl.load(p_A + o_d * N + n, mask=m_d, other=0.0) * LOG2E  # exp(x) = exp2(x log2 e)
+    b_B = tl.load(p_Bg + n * L + o_l[None, :], mask=m_l[None, :], other=0.0).to(tl.float32)
+    b_C = tl.load(p_Cg + n * L + o_l[None, :], mask=m_l[None, :], other=0.0).to(tl.float32)
+    return tl.exp2(b_dt * b_A2[:, None]), b_du * b_B, b_C
+
+
+@triton.jit
+def state_outputs(a_cum, h, b_C, n, o_d, m_d, p_read, p_write, p_h_chunks, o_j, t_first, i_b, d_inner, L, N,
+                  n_chunks, is_last, BLOCK_T: tl.constexpr, K: tl.constexpr, CHUNK: tl.constexpr,
+                  SAVE_CHUNKS: tl.constexpr):  # fmt: skip
+    """State n after the scan (h from a zero state): add the carry, hand the tile's last state on as the
+    next carry, save the states entering every CHUNK steps; returns C_{t,n} h_t, state n's part of y_t."""
+    carry = tl.load(p_read + n, mask=m_d, other=0.0)
+    h += a_cum * carry[:, None]  # the true state at every step of the tile
+    h_k = lasts(h, K)  # (BLOCK_D, BLOCK_T // K): the states after steps K-1, 2K-1, …
+    # the last one is the next carry; the pointer runs along j only so that the store keeps h_k's layout
+    # (one element per row is written)
+    p_next = p_write[:, None] + n + (o_j[None, :] - (BLOCK_T // K - 1))
+    tl.store(p_next, h_k, mask=m_d[:, None] & is_last)
+    if SAVE_CHUNKS:  # the state entering every CHUNK-th step, for the backward
+        t_next = t_first + o_j * K + K
+        o_hc = ((i_b * n_chunks + t_next // CHUNK) * N + n) * d_inner
+        m_hc = (t_next % CHUNK == 0) & (t_next < L)
+        tl.store(p_h_chunks + o_hc[None, :] + o_d[:, None], h_k, mask=m_d[:, None] & m_hc[None, :])
+    return h * b_C
 
 
 @triton.jit
@@ -83,7 +125,7 @@ def selective_scan_fwd_time_kernel(
     d_per_group,  # channels per B/C group (a block never straddles two groups)
     # ---- compile-time switches ----
     BLOCK_D: tl.constexpr,  # channels per program, all in every thread
-    BLOCK_T: tl.constexpr,  # steps per tile: a multiple of K and at most 32 · num_warps · K for speed
+    BLOCK_T: tl.constexpr,  # steps per tile: a multiple of K (32 · num_warps · K: K steps per thread)
     K: tl.constexpr,  # neighbouring steps per thread (4 or 8); CHUNK must be a multiple of it
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
@@ -147,29 +189,17 @@ def selective_scan_fwd_time_kernel(
         p_read = p_carry + (i % 2) * d_inner * N  # this tile's carry
         p_write = p_carry + ((i + 1) % 2) * d_inner * N  # the next tile's
 
-        for n in range(N):  # ---- 4. one state at a time: a scan along the tile ----
-            b_A2 = tl.load(p_A + o_d * N + n, mask=m_d, other=0.0) * LOG2E  # exp(x) = exp2(x log2 e)
-            # B_{t,n}, C_{t,n} as (1, BLOCK_T): the layout of the (BLOCK_D, BLOCK_T) tiles, no reshuffle
-            b_B = tl.load(p_Bg + n * L + o_l[None, :], mask=m_l[None, :], other=0.0).to(tl.float32)
-            b_C = tl.load(p_Cg + n * L + o_l[None, :], mask=m_l[None, :], other=0.0).to(tl.float32)
-            a = tl.exp2(b_dt * b_A2[:, None])
-            b = b_du * b_B
-            a_cum, h = tl.associative_scan((a, b), axis=1, combine_fn=first_order)
-            carry = tl.load(p_read + n, mask=m_d, other=0.0)
-            h += a_cum * carry[:, None]  # the true state at every step of the tile
-            b_y += h * b_C
-
-            h_k = lasts(h, K)  # (BLOCK_D, BLOCK_T // K): the states after steps K-1, 2K-1, …
-            # the last one is the next carry; the pointer runs along j only so that the store keeps
-            # h_k's layout (one element per row is written)
-            tl.store(
-                p_write[:, None] + n + (o_j[None, :] - (BLOCK_T // K - 1)), h_k, mask=m_d[:, None] & is_last
-            )
-            if SAVE_CHUNKS:  # the state entering every CHUNK-th step, for the backward
-                t_next = i * BLOCK_T + o_j * K + K
-                o_hc = ((i_b * n_chunks + t_next // CHUNK) * N + n) * d_inner
-                m_hc = (t_next % CHUNK == 0) & (t_next < L)
-                tl.store(p_h_chunks + o_hc[None, :] + o_d[:, None], h_k, mask=m_d[:, None] & m_hc[None, :])
+        # ---- 4. two states at a time (one scan of two recurrences: their shuffles and barriers overlap,
+        # 15% faster at (1, 1536, 65536, 16) than one state per scan) ----
+        for n in range(0, N, 2):
+            # N odd: the second state of the last pair is masked off
+            m_d2, m_l2 = m_d & (o_d * 0 + n + 1 < N), m_l & (o_l * 0 + n + 1 < N)
+            a1, b1, b_C1 = state_inputs(p_A, p_Bg, p_Cg, n, o_d, m_d, o_l, m_l, N, L, b_dt, b_du)
+            a2, b2, b_C2 = state_inputs(p_A, p_Bg, p_Cg, n + 1, o_d, m_d2, o_l, m_l2, N, L, b_dt, b_du)
+            a1, h1, a2, h2 = tl.associative_scan((a1, b1, a2, b2), axis=1, combine_fn=first_order_x2)
+            tail = (p_read, p_write, p_h_chunks, o_j, i * BLOCK_T, i_b, d_inner, L, N, n_chunks, is_last)
+            b_y += state_outputs(a1, h1, b_C1, n, o_d, m_d, *tail, BLOCK_T, K, CHUNK, SAVE_CHUNKS)
+            b_y += state_outputs(a2, h2, b_C2, n + 1, o_d, m_d2, *tail, BLOCK_T, K, CHUNK, SAVE_CHUNKS)
         tl.debug_barrier()  # the carry written above is read by every thread of the next tile
 
         # ---- 5. gate and write y ----
