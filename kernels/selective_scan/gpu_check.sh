@@ -19,6 +19,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 timeout 300 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py tests/test_teaching_kernels.py -q -s -p no:cacheprovider -p no:logging --tb=short 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
 timeout 380 python3 -m minimamba.kernels.selective_scan.bench --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile 2>&1 | tee "$OUT_DIR/profile.log"
+# one sequence: the two forward kernels alone (the time kernel is the default there)
+for dt in fp32 bf16; do for k in time channel; do
+  timeout 60 python3 -m minimamba.kernels.selective_scan.profile --shape 1 1536 65536 16 --dtype $dt --forward $k 2>&1 | grep -v "^bwd" | tee -a "$OUT_DIR/profile.log"
+done; done
 # host time per call (a shape whose GPU time is negligible), and one call at L = 512 kernel by kernel
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --host --shape 1 64 16 16 2>&1 | tee "$OUT_DIR/host.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --floor 2>&1 | tee -a "$OUT_DIR/host.log"

@@ -53,7 +53,10 @@ def kernels_alone(shape, dname):
         k = mod.LAST[0]
         ms = triton.testing.do_bench(fn, return_mode="median")
         cfg = mod.default_config(*shape, u.device, u.dtype)
-        print(f"{name:8s} {shape} {dname} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills")
+        kernel = getattr(k, "name", "?")
+        print(
+            f"{name:8s} {shape} {dname} {kernel} {cfg}: {ms:.3f} ms, {k.n_regs} registers, {k.n_spills} spills"
+        )
 
 
 def _calls(shape, dname):
@@ -251,7 +254,11 @@ def main(argv=None):
     p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
     p.add_argument("--graph", action="store_true", help="eager against CUDA-graph replay at --shape")
     p.add_argument("--timeline", action="store_true", help="host and GPU events of 3 fwd+bwd calls")
+    p.add_argument("--forward", choices=("auto", "channel", "time"), default="auto",
+                   help="the forward kernel (auto: the time kernel where the channel one needs segments)")  # fmt: skip
     a = p.parse_args(argv)
+    if a.forward != "auto":
+        kfwd.OVERRIDES["time"] = a.forward == "time"
     if a.graph:
         return graphed(tuple(a.shape), a.dtype)
     if a.timeline:
