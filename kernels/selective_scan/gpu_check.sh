@@ -22,7 +22,10 @@ timeout 60 python3 -m minimamba.kernels.selective_scan.profile 2>&1 | tee "$OUT_
 # one sequence: the two forward kernels alone (the time kernel is the default there)
 for dt in fp32 bf16; do for k in time channel; do
   timeout 60 python3 -m minimamba.kernels.selective_scan.profile --shape 1 1536 65536 16 --dtype $dt --forward $k 2>&1 | grep -v "^bwd" | tee -a "$OUT_DIR/profile.log"
-done; done
+done
+# and 8 sequences of 8192 steps with the time kernel forced (the channel kernel's shape)
+timeout 60 python3 -m minimamba.kernels.selective_scan.profile --shape 8 1536 8192 16 --dtype $dt --forward time 2>&1 | grep -v "^bwd" | tee -a "$OUT_DIR/profile.log"
+done
 # host time per call (a shape whose GPU time is negligible), and one call at L = 512 kernel by kernel
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --host --shape 1 64 16 16 2>&1 | tee "$OUT_DIR/host.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile --floor 2>&1 | tee -a "$OUT_DIR/host.log"
