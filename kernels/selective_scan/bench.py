@@ -190,11 +190,12 @@ def accuracy(shape, dtype):
     return out
 
 
-KEYS = ("num_warps", "stages", "target")
+#: What a swept configuration sets (the channel kernel's, then which forward kernel and the time kernel's).
+KEYS = ("num_warps", "stages", "target", "time", "time_block_d", "time_block_t", "time_warps")
 
 
 def sweep(shape, dtype, configs_fwd, configs_bwd):
-    """Time the kernels alone over launch configurations (dicts of num_warps, stages, target)."""
+    """Time the kernels alone over launch configurations (dicts of KEYS)."""
     import triton
 
     x = make_inputs(shape, dtype)
@@ -284,7 +285,12 @@ def run_benchmark(out_dir: pathlib.Path, do_sweep: bool) -> dict:
         # target programs (1: one segment per sequence, else segments along L until there are that many)
         # (the ranges the second sweep of RESULTS.md left open: fwd 2 stages and 2112 programs lost
         # everywhere, bwd more programs won up to 4224, the largest tried)
-        cf = [{"num_warps": 1, "stages": s, "target": t} for s in (3, 4) for t in (2 * 132, 4 * 132, 8 * 132)]
+        cf = [{"num_warps": 1, "stages": s, "target": t, "time": False}
+              for s in (3, 4) for t in (2 * 132, 4 * 132, 8 * 132)]  # fmt: skip
+        # the forward parallel along time: channels per program, steps per tile, warps (the third session's
+        # sweeps, RESULTS.md: 4/512/4 won in fp32, 2/512/2 in bf16)
+        cf += [{"time": True, "time_block_d": d, "time_block_t": t, "time_warps": w}
+               for d, t, w in ((4, 512, 4), (2, 512, 2), (4, 256, 2), (2, 1024, 4))]  # fmt: skip
         cb = [{"num_warps": 1, "stages": 1, "target": t} for t in (4 * 132, 16 * 132, 32 * 132, 64 * 132)]
         for shape in (SHAPES[1], SHAPES[3]):
             for dname in ("fp32",) if do_sweep == "fp32" else ("fp32", "bf16"):
@@ -443,7 +449,7 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
     if res.get("sweep"):
         lines += [
             "",
-            "## Launch configurations tried (kernel alone, ms; num_warps/stages/target programs)",
+            "## Launch configurations tried (kernel alone, ms; " + "/".join(KEYS) + ", those set)",
             "",
         ]
         for shape in sorted({tuple(r["shape"]) for r in res["sweep"]}, reverse=True):
