@@ -220,6 +220,23 @@ def test_time_kernel_matches_channel_kernel(dtype):
     assert rel_error(h1, h2) <= 1e-6 and rel_error(c1, c2) <= 1e-6
 
 
+def test_time_kernel_runs_where_the_channel_kernel_needs_segments(monkeypatch):
+    """``time=None`` (the GPU default): the time kernel exactly when the channel kernel's plan has more than
+    one segment (here: segments of 8 steps against L = 8 and L = 9)."""
+    launched = []
+    launch = kfwd.launch_kernel_direct
+    monkeypatch.setattr(
+        kfwd, "launch_kernel_direct", lambda fn, *a, **k: launched.append(fn) or launch(fn, *a, **k)
+    )
+    for L, want in ((8, kfwd.selective_scan_fwd_kernel), (9, kfwd.selective_scan_fwd_time_kernel)):
+        x = make_inputs(1, 2, L, 2, groups=1)
+        launched.clear()
+        y, _, _ = kfwd.selective_scan_fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], None, None, None, None,
+                                          False, False, time=None, seg_len=8)  # fmt: skip
+        assert launched == [want], L
+        assert rel_error(scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"])[0], y) <= FWD_TOL
+
+
 def test_many_segments_give_the_one_segment_answer(monkeypatch):
     """Segments of 8 steps (5 of them) against one segment of 64: same y, h_last and gradients."""
     x = make_inputs(1, 2, 37, 3)
