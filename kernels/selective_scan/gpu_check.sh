@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One call on the H200 (or any CUDA machine): GPU tests, then the benchmark (with a launch-size sweep).
 #   bash kernels/selective_scan/gpu_check.sh OUT_DIR [--sweep]
+# It writes 8 files into OUT_DIR; the device tool of this project brings back at most 8, so a command
+# that adds files of its own loses some (results.json and the figure, once): append to these logs instead.
 # Run from the repository root. Uses the machine's own torch and triton (never installs torch); mambapy
 # comes from wheels in .whl/ when present (pip download --no-deps mambapy==1.2.0 -d .whl).
 set -uo pipefail
