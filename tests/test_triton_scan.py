@@ -27,12 +27,8 @@ FWD_TOL = 1e-5  # fp32 against float64, relative (norm) error
 GRAD_TOL = 1e-4
 
 
-@pytest.fixture(params=["channel", "time"])
-def forward_kernel(request, monkeypatch):
-    """Run the test with the channel kernel, then with the kernel parallel along time (and check that the
-    forwards launched were that kernel)."""
-    time = request.param == "time"
-    monkeypatch.setitem(kfwd.OVERRIDES, "time", time)
+def record_forward_launches(monkeypatch) -> list:
+    """The kernels fwd.py launches from now on, in order (the launches still happen)."""
     launched = []
     launch = kfwd.launch_kernel_direct
 
@@ -41,6 +37,16 @@ def forward_kernel(request, monkeypatch):
         return launch(fn, *args, **kwargs)
 
     monkeypatch.setattr(kfwd, "launch_kernel_direct", spy)
+    return launched
+
+
+@pytest.fixture(params=["channel", "time"])
+def forward_kernel(request, monkeypatch):
+    """Run the test with the channel kernel, then with the kernel parallel along time (and check that the
+    forwards launched were that kernel)."""
+    time = request.param == "time"
+    monkeypatch.setitem(kfwd.OVERRIDES, "time", time)
+    launched = record_forward_launches(monkeypatch)
     yield request.param
     want = kfwd.selective_scan_fwd_time_kernel if time else kfwd.selective_scan_fwd_kernel
     assert launched and all(fn is want for fn in launched)
@@ -223,11 +229,7 @@ def test_time_kernel_matches_channel_kernel(dtype):
 def test_time_kernel_runs_where_the_channel_kernel_needs_segments(monkeypatch):
     """``time=None`` (the GPU default): the time kernel exactly when the channel kernel's plan has more than
     one segment (here: segments of 8 steps against L = 8 and L = 9)."""
-    launched = []
-    launch = kfwd.launch_kernel_direct
-    monkeypatch.setattr(
-        kfwd, "launch_kernel_direct", lambda fn, *a, **k: launched.append(fn) or launch(fn, *a, **k)
-    )
+    launched = record_forward_launches(monkeypatch)
     for L, want in ((8, kfwd.selective_scan_fwd_kernel), (9, kfwd.selective_scan_fwd_time_kernel)):
         x = make_inputs(1, 2, L, 2, groups=1)
         launched.clear()

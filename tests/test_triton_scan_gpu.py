@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from minimamba.kernels.selective_scan import selective_scan_fn
-from test_triton_scan import make_inputs, scan_loop
+from test_triton_scan import make_inputs, record_forward_launches, scan_loop
 
 from minimamba.testing import rel_error
 
@@ -67,11 +67,7 @@ def test_forward_kernel_picked_by_shape(monkeypatch):
     parallel along time when the channel kernel would need segments."""
     from minimamba.kernels.selective_scan import fwd as kfwd
 
-    launched = []
-    launch = kfwd.launch_kernel_direct
-    monkeypatch.setattr(
-        kfwd, "launch_kernel_direct", lambda fn, *a, **k: launched.append(fn) or launch(fn, *a, **k)
-    )
+    launched = record_forward_launches(monkeypatch)
     for shape, want in (((8, 1536, 512, 16), kfwd.selective_scan_fwd_kernel),
                         ((1, 1536, 2048, 16), kfwd.selective_scan_fwd_time_kernel)):  # fmt: skip
         x = make_inputs(*shape)
