@@ -259,6 +259,79 @@ def test_many_segments_give_the_one_segment_answer(monkeypatch):
         assert rel_error(a, b) <= 1e-5, k
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_segment_pass_clears_the_accumulators(monkeypatch, groups):
+    """With segments, the backward allocates dA, dB, dC, dD, ddelta_bias uninitialised and its segment
+    pass writes the zeros the main pass adds into. Here that memory starts as NaN: 2 sequences, 8 channels
+    in blocks of 2 (in each group, the first block clears the group's rows of dB, dC), 37 steps in 5
+    segments."""
+
+    def nan_empty(shape, device, dtype):
+        return torch.full(shape, float("nan"), device=device, dtype=dtype)
+
+    monkeypatch.setattr(kbwd, "_empty", nan_empty)
+    x = make_inputs(2, 8, 37, 3, groups=groups)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    dy = torch.randn(2, 8, 37)
+    y, _, h_chunks = kfwd.selective_scan_fwd(*(x[k] for k in names), None, True, True, block_d=2, seg_len=8)
+    Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))
+    got = kbwd.selective_scan_bwd(x["u"], x["delta"], x["A"], Bt, Ct, x["D"], x["z"], x["delta_bias"],
+                                  h_chunks, dy, None, True, False, block_d=2, seg_len=8)  # fmt: skip
+    du, ddelta, dA, dB, dC, dD, dz, ddb, _ = got
+    ref = {k: x[k].double().requires_grad_() for k in names}
+    y_ref, _ = scan_loop(*(ref[k] for k in names), delta_softplus=True)
+    want = torch.autograd.grad((y_ref * dy.double()).sum(), [ref[k] for k in names])
+    got = dict(u=du, delta=ddelta, A=dA, B=dB.transpose(-1, -2), C=dC.transpose(-1, -2), D=dD, z=dz,
+               delta_bias=ddb)  # fmt: skip
+    for k, w in zip(names, want):
+        assert rel_error(w, got[k]) <= GRAD_TOL, k
+
+
+@pytest.mark.parametrize("rows, last", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bc_layouts(rows, last, dtype):
+    """layout.py's one launch: B and C (2 sequences, 3 groups, N = 3, L = 37; strided views, as slices of
+    a projection are) → fp32 (N, L) rows and/or fp32 (L, N) rows, exactly the values given."""
+    from minimamba.kernels.selective_scan.layout import bc_layouts
+
+    big = torch.randn(2, 3, 37, 8).to(dtype)
+    B, C = big[..., :3].transpose(-1, -2), big[..., 4:7].transpose(-1, -2)  # (2, 3, 3, 37), not contiguous
+    B32, C32, Bt, Ct = bc_layouts(B, C, rows, last)
+    if rows:
+        assert B32.dtype == C32.dtype == torch.float32 and B32.is_contiguous() and C32.is_contiguous()
+        assert torch.equal(B32, B.float()) and torch.equal(C32, C.float())
+    else:
+        assert B32 is B and C32 is C
+    if last:
+        assert Bt.shape == Ct.shape == (2, 3, 37, 3) and Bt.is_contiguous() and Ct.is_contiguous()
+        assert torch.equal(Bt, B.float().transpose(-1, -2)) and torch.equal(Ct, C.float().transpose(-1, -2))
+    else:
+        assert Bt is None and Ct is None
+
+
+def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
+    """Short L without autograd: the channel kernel reads fp16 B and C as they are; longer L (or a
+    forward for autograd) reads fp32 copies. Both give the same y (fp32 inside both)."""
+    x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
+    copies = []
+    real = kfwd.bc_layouts
+
+    def spy(B, C, rows, last):
+        copies.append(rows)
+        return real(B, C, rows, last)
+
+    monkeypatch.setattr(kfwd, "bc_layouts", spy)
+    y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
+    y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
+    *_, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
+    assert copies == [False, True, True]
+    assert torch.equal(y_native, y_copied)
+    assert torch.equal(Bt, x["B"].float().transpose(-1, -2)) and torch.equal(
+        Ct, x["C"].float().transpose(-1, -2)
+    )
+
+
 def test_last_state_gradient_alone(forward_kernel):
     """Only h_last feeds the loss: dy is None inside the backward."""
     x = make_inputs(1, 3, 9, 2)

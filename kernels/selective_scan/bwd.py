@@ -50,6 +50,11 @@ OVERRIDES: dict = {}
 LAST: list = []
 
 
+def _empty(shape: tuple, device, dtype) -> torch.Tensor:
+    """The accumulators' allocation when the segment pass clears them (tests replace it with a NaN fill)."""
+    return torch.empty(shape, device=device, dtype=dtype)
+
+
 # shfl.sync.bfly: every thread of the warp swaps a register with the thread whose lane differs in one bit
 _BFLY16 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, 0xffffffff;")
 _BFLY8 = tl.constexpr("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, 0xffffffff;")
@@ -278,6 +283,29 @@ def _load_tile(
     return o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g
 
 
+@triton.jit
+def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, L, o_seq, t_lo, t_hi,
+           d_per_group, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):  # fmt: skip
+    """Zeros in what the main pass adds into, each element by one program of the segment pass: dB and dC
+    of steps [t_lo, t_hi) of this sequence and group by the group's first block of channels (they are
+    contiguous: (L, N) rows), dA, dD, ddelta_bias of its channels by the first sequence's first segment."""
+    if (i_d * BLOCK_D) % d_per_group == 0:
+        n = (t_hi - t_lo) * N
+        o = o_seq + t_lo * N
+        for j in range(0, n, 4 * BLOCK_D):
+            o_z = j + tl.arange(0, 4 * BLOCK_D)
+            tl.store(p_dB + o + o_z, tl.zeros([4 * BLOCK_D], dtype=tl.float32), mask=o_z < n)
+            tl.store(p_dC + o + o_z, tl.zeros([4 * BLOCK_D], dtype=tl.float32), mask=o_z < n)
+    if (i_b == 0) & (i_s == 0):
+        tl.store(
+            p_dA + o_d[:, None] * N + o_n[None, :], tl.zeros(m_state.shape, dtype=tl.float32), mask=m_state
+        )
+        if HAS_D:
+            tl.store(p_dD + o_d, tl.zeros([BLOCK_D], dtype=tl.float32), mask=m_d)
+        if HAS_DELTA_BIAS:
+            tl.store(p_ddb + o_d, tl.zeros([BLOCK_D], dtype=tl.float32), mask=m_d)
+
+
 @triton.jit(do_not_specialize=["s_n"])
 def selective_scan_bwd_kernel(
     # ---- what the forward had (contiguous) ----
@@ -318,6 +346,7 @@ def selective_scan_bwd_kernel(
     CHUNK: tl.constexpr,  # must be 8 and equal the forward's (the saved states sit at its edges)
     STAGES: tl.constexpr,
     STATE_ONLY: tl.constexpr,
+    ZERO: tl.constexpr,  # the segment pass clears dA, dB, dC, dD, ddelta_bias (no fill launch before it)
     HAS_SEG: tl.constexpr,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
@@ -355,6 +384,11 @@ def selective_scan_bwd_kernel(
         b_bias = tl.load(p_delta_bias + o_d, mask=m_d, other=0.0)
     else:
         b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+
+    if STATE_ONLY and ZERO:  # before the main pass adds into them: its atomics need zeros there
+        _clear(p_dA, p_dB, p_dC, p_dD, p_ddelta_bias, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, L,
+               (i_b * n_groups + i_g) * L * N, i_s * seg_len, tl.minimum(i_s * seg_len + seg_len, L),
+               d_per_group, BLOCK_D, HAS_D, HAS_DELTA_BIAS)  # fmt: skip
 
     # ---- 2. μ after this segment: dh_last for the last one, combined from the later ones otherwise ----
     if HAS_DH_LAST:
@@ -474,13 +508,14 @@ def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch
         has_d, has_z, has_db, softplus_, has_dh_last, need_dh0 = flags
         consts = dict(
             BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-            STATE_ONLY=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
+            STATE_ONLY=False, ZERO=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
             DELTA_SOFTPLUS=softplus_, HAS_DH_LAST=has_dh_last, NEED_DH0=need_dh0,
             RS=bool(cfg.get("rs", True)) and rs_ok and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
             EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
         )  # fmt: skip
         grid = (cdiv(d_inner, block_d), batch, n_seg)
-        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, {**consts, "STATE_ONLY": True}, consts)
+        seg_consts = {**consts, "STATE_ONLY": True, "ZERO": True}
+        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts)
     return plan
 
 
@@ -499,8 +534,6 @@ def selective_scan_bwd(
     delta_softplus: bool,
     need_dh0: bool,
     chunk: int = CHUNK,
-    *,
-    one_buffer: bool = False,
     **launch,
 ):
     """Launch the backward kernel on B, C as (batch, groups, L, N) fp32 contiguous (B_t, the N values
@@ -508,9 +541,9 @@ def selective_scan_bwd(
     ddelta_bias, dh0.
 
     du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32, dB and dC
-    (batch, groups, L, N) (the caller casts and transposes); absent inputs give None. The kernel adds
-    into dA, dB, dC, dD and ddelta_bias, which start at zero: ``one_buffer`` takes them from one zeroed
-    buffer (one fill instead of five; they are then views of it). ``launch`` overrides the launch sizes
+    (batch, groups, L, N), dC right after dB in one allocation (the caller casts and transposes); absent
+    inputs give None. The kernel adds into dA, dB, dC, dD and ddelta_bias, which start at zero: written by
+    the segment pass when there is one, else filled here. ``launch`` overrides the launch sizes
     (num_warps, stages, target or seg_len, block_d).
     """
     batch, d_inner, L = u.shape
@@ -529,26 +562,24 @@ def selective_scan_bwd(
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
-    if one_buffer:
-        nb = B.numel()
-        zeros = torch.zeros(2 * nb + d_inner * (N + 2), device=dev, dtype=f32)
-        dB, dC, dA, dD, ddb = zeros.split([nb, nb, d_inner * N, d_inner, d_inner])
-        dB, dC, dA = dB.view(B.shape), dC.view(B.shape), dA.view(d_inner, N)
-        dD = dD if D is not None else None
-        ddb = ddb if delta_bias is not None else None
-    else:
-        dA = torch.zeros(d_inner, N, device=dev, dtype=f32)
-        dB = torch.zeros(B.shape, device=dev, dtype=f32)
-        dC = torch.zeros(C.shape, device=dev, dtype=f32)
-        dD = torch.zeros(d_inner, device=dev, dtype=f32) if D is not None else None
-        ddb = torch.zeros(d_inner, device=dev, dtype=f32) if delta_bias is not None else None
     dh0 = torch.empty(batch, d_inner, N, device=dev, dtype=f32) if need_dh0 else None
-    if batch * d_inner == 0 or L == 0:  # nothing to scan: the state passes straight through
+    nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
+    # The accumulators start at zero: with segments the segment pass writes the zeros (ZERO), else a fill.
+    # dB and dC are one allocation, dB then dC: the caller casts both in one op.
+    alloc = _empty if n_seg > 1 and not nothing else torch.zeros
+    dB, dC = alloc((2, *B.shape), device=dev, dtype=f32).unbind(0)
+    dA = alloc((d_inner, N), device=dev, dtype=f32)
+    dD = alloc((d_inner,), device=dev, dtype=f32) if D is not None else None
+    ddb = alloc((d_inner,), device=dev, dtype=f32) if delta_bias is not None else None
+    if nothing:
         if dh0 is not None:
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
-    seg_mu = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else dA
-    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else dA
+    if n_seg > 1:
+        seg_mu = torch.empty((batch, d_inner, n_seg, N), device=dev, dtype=f32)
+        seg_dsum = torch.empty((batch, d_inner, n_seg), device=dev, dtype=f32)
+    else:
+        seg_mu = seg_dsum = dA
     args = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
@@ -560,8 +591,8 @@ def selective_scan_bwd(
         d_inner, L, N, d_inner // groups, seg_len, 1,
     ]  # fmt: skip
     # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
-    # accumulators are ours: fresh allocations, or views of one at offsets that the shapes fix)
-    spec = (key, one_buffer, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
+    # accumulators are ours: fresh allocations, dC at an offset that the shapes fix)
+    spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
     if n_seg > 1:
         launch_kernel_direct(selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
     LAST[:] = [launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False))]

@@ -41,6 +41,7 @@ import triton
 import triton.language as tl
 
 from .launch import launch as launch_kernel_direct
+from .layout import bc_layouts
 
 __all__ = ["selective_scan_fwd"]
 
@@ -285,15 +286,19 @@ def default_config(
     ``time``: whether to use the kernel parallel along time (:mod:`fwd_time`) instead; None (on a GPU)
     picks it exactly when the channel kernel would need segments. ``time_*``: its launch sizes (channels
     per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
-    the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md)."""
+    the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md).
+
+    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are, when nothing
+    else needs an fp32 copy (inference): 13% more kernel time at L = 512 (0.109 against 0.096 ms), less
+    than the copy's host time there; beyond it the copy pays (0.410 against 0.338 ms at L = 2048)."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
-                **OVERRIDES}  # fmt: skip
+                "native_bc_max_len": 16, **OVERRIDES}  # fmt: skip
     half = dtype in (torch.float16, torch.bfloat16)
     return {"num_warps": 1, "stages": 4 if half else 3, "target": 2 * 132, "time": None,
             "time_block_d": 2 if half else 4, "time_block_t": 512, "time_warps": 2 if half else 4,
-            "time_maxnreg": 168, **OVERRIDES}  # fmt: skip
+            "time_maxnreg": 168, "native_bc_max_len": 1024, **OVERRIDES}  # fmt: skip
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
@@ -356,7 +361,8 @@ def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch
             )  # fmt: skip
             seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
             grid = (cdiv(d_inner, block_d), batch, n_seg)
-            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len)
+            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len,
+                    L <= cfg["native_bc_max_len"])  # fmt: skip
         _PLANS[key] = plan
     return plan
 
@@ -382,8 +388,10 @@ def selective_scan_fwd(
     delta_softplus: bool,
     save_chunks: bool,
     chunk: int = CHUNK,
+    *,
+    bc_last: bool = False,
     **launch,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple:
     """Launch the forward on validated tensors (u, delta, z contiguous); B, C (batch, groups, N, L) in any
     float dtype and layout: the channel kernel reads them as fp32 (every thread reads the whole B/C tile:
     converting it there would cost 25% more instructions per step), the time kernel as they come
@@ -393,6 +401,9 @@ def selective_scan_fwd(
     every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
     last, so that the 32 threads of a warp write (and the backward reads) 32 neighbouring floats.
     ``launch`` overrides the launch sizes (see :func:`default_config`; ``time`` picks the kernel).
+
+    ``bc_last``: also return B and C as the backward reads them, (batch, groups, L, N) fp32, made in the
+    launch that makes the channel kernel's fp32 copies (:mod:`layout`): (y, h_last, h_chunks, Bt, Ct).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
@@ -407,13 +418,19 @@ def selective_scan_fwd(
     h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
     shape = (batch, cdiv(L, chunk), N, d_inner) if save_chunks else (0,)
     h_chunks = torch.empty(shape, device=dev, dtype=f32)
-    if batch * d_inner == 0:
-        return y, h_last, h_chunks
-    if L == 0:  # nothing to scan: the state passes straight through
-        h_last.copy_(h0) if h0 is not None else h_last.zero_()
-        return y, h_last, h_chunks
+    if batch * d_inner == 0 or L == 0:  # nothing to scan: the state passes straight through
+        if batch * d_inner:
+            h_last.copy_(h0) if h0 is not None else h_last.zero_()
+        return (y, h_last, h_chunks, *bc_layouts(B, C, False, True)[2:]) if bc_last else (y, h_last, h_chunks)
     time_kernel = plan[0] == "time"
-    B, C = (_contiguous(t, None if time_kernel else f32) for t in (B, C))
+    if time_kernel:  # it reads B and C in their own dtype
+        B, C, Bt, Ct = bc_layouts(B, C, False, bc_last)
+        B, C = B.contiguous(), C.contiguous()
+    else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
+        as_given = B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
+            B.dtype == f32 or (plan[7] and not bc_last)
+        )  # fmt: skip
+        B, C, Bt, Ct = bc_layouts(B, C, not as_given, bc_last)
     args = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
@@ -428,15 +445,15 @@ def selective_scan_fwd(
         args += [carry, d_inner, L, N, d_inner // groups]
         kernel = selective_scan_fwd_time_kernel
         LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
-        return y, h_last, h_chunks
-    _, grid, num_warps, n_seg, seg_consts, consts, seg_len = plan
+        return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
+    _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _ = plan
     seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
     seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
     args += [seg_h, seg_dsum, d_inner, L, N, d_inner // groups, seg_len, 1]
     if n_seg > 1:
         launch_kernel_direct(selective_scan_fwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
     LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, num_warps, (spec, False))]
-    return y, h_last, h_chunks
+    return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
 
 
 # the kernel parallel along time reuses softplus and LOG2E from this module: imported last

@@ -18,6 +18,7 @@ from minimamba.scan import check_scan_args
 from . import bwd as _bwd
 from . import fwd as _fwd
 from .fwd import CHUNK
+from .layout import bc_layouts
 
 __all__ = ["selective_scan_fn"]
 
@@ -25,7 +26,8 @@ __all__ = ["selective_scan_fn"]
 # --------------------------------------------------------------------------------------------------------
 # B and C in the layouts the kernels read. The forward takes them as given, (batch, groups, N, L): fwd.py
 # converts them for the kernel it picks. The backward keeps all N states of a channel in one thread, and
-# every thread reads all of B_t and C_t at every step t: (batch, groups, L, N) in fp32.
+# every thread reads all of B_t and C_t at every step t: (batch, groups, L, N) in fp32, made in the
+# forward's launch of layout.py when the forward runs for autograd (one launch for every copy of both).
 
 
 def _f32(t: Tensor) -> Tensor:
@@ -58,34 +60,28 @@ def _states_last(t: Tensor) -> Tensor:
     return _f32(t.transpose(-1, -2))
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk):
-    """The forward kernels on B, C (batch, groups, N, L) as given (the kernel picked converts them)."""
+def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last=False):
+    """The forward kernels on B, C (batch, groups, N, L) as given (the kernel picked converts them); with
+    ``bc_last`` also B and C as the backward reads them."""
     return _fwd.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
+        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last=bc_last
     )
 
 
-def _both_states_last(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`_states_last` of B and C (same shape) in one copy kernel instead of two: host time counts."""
-    batch, groups, N, L = B.shape
-    out = torch.empty(2, batch, groups, L, N, device=B.device, dtype=torch.float32)
-    torch.stack((B.transpose(-1, -2), C.transpose(-1, -2)), out=out)
-    return out[0], out[1]
-
-
-def _backward(saved, dy, dh_last, delta_softplus, need_dh0, chunk, one_buffer):
-    """The backward kernels; returns the gradients of u, delta, A, B, C, D, z, delta_bias, h0, with dB and
-    dC (batch, groups, N, L) in the dtype of B and C (a transposed view when that is fp32)."""
-    u, delta, A, B, C, D, z, delta_bias, h_chunks = saved
+def _backward(saved, Bt, Ct, bc_dtype, dy, dh_last, delta_softplus, need_dh0, chunk):
+    """The backward kernels on B, C as (batch, groups, L, N) fp32; returns the gradients of u, delta, A, B,
+    C, D, z, delta_bias, h0, with dB and dC (batch, groups, N, L) in ``bc_dtype`` (transposed views)."""
+    u, delta, A, D, z, delta_bias, h_chunks = saved
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
-    Bt, Ct = _both_states_last(B, C)
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _bwd.selective_scan_bwd(
-        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last,
-        delta_softplus, need_dh0, chunk, one_buffer=one_buffer,
-    )  # fmt: skip
-    dB, dC = dB.transpose(-1, -2).to(B.dtype), dC.transpose(-1, -2).to(C.dtype)
-    return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
+        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk
+    )
+    if bc_dtype != torch.float32:  # dC follows dB in one allocation: one cast for both
+        assert dC.storage_offset() == dB.storage_offset() + dB.numel()
+        pair = dB.as_strided((2, *dB.shape), (dB.numel(), *dB.stride())).to(bc_dtype)
+        dB, dC = pair[0], pair[1]
+    return du, ddelta, dA, dB.transpose(-1, -2), dC.transpose(-1, -2), dD, dz, ddb, dh0
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -142,8 +138,9 @@ def selective_scan_bwd_op(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0; an absent input's gradient is empty."""
-    saved = (u, delta, A, B, C, D, z, delta_bias, h_chunks)
-    grads = _backward(saved, dy, dh_last, delta_softplus, need_dh0, chunk, one_buffer=False)
+    _, _, Bt, Ct = bc_layouts(B, C, False, True)
+    saved = (u, delta, A, D, z, delta_bias, h_chunks)
+    grads = _backward(saved, Bt, Ct, torch.float32, dy, dh_last, delta_softplus, need_dh0, chunk)
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
 
     def empty() -> Tensor:  # outputs of a custom op must not alias each other: a fresh one each time
@@ -246,22 +243,27 @@ class _EagerScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
         delta_softplus, return_last = flags
         B4, C4 = _with_groups(B), _with_groups(C)
-        y, h_last, h_chunks = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK)
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, h_chunks)
-        ctx.flags = (delta_softplus, h0 is not None, B.dim() == 3)
+        y, h_last, h_chunks, Bt, Ct = _forward(
+            u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True
+        )
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks)
+        ctx.flags = (delta_softplus, h0 is not None, B.dim() == 3, B.dtype, C.dtype)
         ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
         return (y, h_last) if return_last else y
 
     @staticmethod
     def backward(ctx, dy, dh_last=None):
-        delta_softplus, has_h0, squeeze = ctx.flags
-        saved = ctx.saved_tensors
+        delta_softplus, has_h0, squeeze, b_dtype, c_dtype = ctx.flags
+        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks = ctx.saved_tensors
+        saved = (u, delta, A, D, z, delta_bias, h_chunks)
+        bc_dtype = b_dtype if b_dtype == c_dtype else torch.float32
         du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
-            saved, dy, dh_last, delta_softplus, has_h0, CHUNK, True
+            saved, Bt, Ct, bc_dtype, dy, dh_last, delta_softplus, has_h0, CHUNK
         )
+        if b_dtype != c_dtype:
+            dB, dC = dB.to(b_dtype), dC.to(c_dtype)
         if squeeze:
             dB, dC = dB.squeeze(1), dC.squeeze(1)
-        D, z, delta_bias = saved[5:8]
         return (
             du, ddelta, dA, dB, dC,
             None if D is None else dD,
