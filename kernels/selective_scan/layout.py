@@ -91,7 +91,10 @@ def bc_layouts(B: torch.Tensor, C: torch.Tensor, rows: bool, last: bool):
         args = [B, C, spare if out_rows is None else out_rows, spare if out_last is None else out_last,
                 groups, N, L, *B.stride(), *C.stride(), B.numel()]  # fmt: skip
         consts = dict(BLOCK_N=block_n, BLOCK_L=block_l, ROWS=rows, LAST=last)
-        launch_kernel_direct(bc_layouts_kernel, grid, args, consts, 4)
-    B32, C32 = (out_rows[0], out_rows[1]) if rows else (B, C)
-    Bt, Ct = (out_last[0], out_last[1]) if last else (None, None)
+        # what Triton specialises on: dtypes, alignment of B and C (the outputs are fresh), the integers
+        key = (rows, last, B.shape, B.stride(), C.stride(), B.dtype, C.dtype, B.data_ptr() % 16 == 0,
+               C.data_ptr() % 16 == 0)  # fmt: skip
+        launch_kernel_direct(bc_layouts_kernel, grid, args, consts, 4, key)
+    B32, C32 = out_rows.unbind(0) if rows else (B, C)
+    Bt, Ct = out_last.unbind(0) if last else (None, None)
     return B32, C32, Bt, Ct
