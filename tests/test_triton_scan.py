@@ -310,8 +310,8 @@ def test_bc_layouts(rows, last, dtype):
 
 
 def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
-    """Short L: the channel kernel reads fp16 B and C as they are (and writes the backward's fp32 copies
-    itself when asked); longer L: fp32 copies from layout.py. Both give the same y (fp32 inside both)."""
+    """Short L without autograd: the channel kernel reads fp16 B and C as they are; longer L (or a
+    forward for autograd) reads fp32 copies from layout.py. Both give the same y (fp32 inside both)."""
     x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
     copies = []
@@ -325,7 +325,7 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
     y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
     y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
     *_, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
-    assert copies == [False, True, False]
+    assert copies == [False, True, True]
     assert torch.equal(y_native, y_copied)
     assert torch.equal(Bt, x["B"].float().transpose(-1, -2)) and torch.equal(
         Ct, x["C"].float().transpose(-1, -2)
@@ -333,9 +333,8 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
 
 
 def test_forward_writes_b_and_c_for_the_backward(forward_kernel):
-    """``bc_last``: B and C as the backward reads them, (batch, groups, L, N) fp32. The channel kernel
-    writes them itself (the first block of channels of each group, every segment); the time kernel's
-    forward gets them from layout.py. 2 sequences, 2 groups of 4 channels in blocks of 2, 5 segments."""
+    """``bc_last``: the forward also returns B and C as the backward reads them, (batch, groups, L, N)
+    fp32, from the launch of layout.py, with either kernel. 2 sequences, 2 groups, 5 segments."""
     x = make_inputs(2, 8, 37, 3, groups=2)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True)
     y, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)

@@ -114,8 +114,6 @@ def selective_scan_fwd_kernel(
     p_h_chunks,  # (batch, n_chunks, N, d_inner) fp32: the state entering every CHUNK steps (SAVE_CHUNKS)
     p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start (segment 0: h0)
     p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
-    p_Bt,  # (batch, groups, L, N) fp32: B as the backward reads it (SAVE_BC)
-    p_Ct,  # (batch, groups, L, N) fp32: C likewise
     # ---- sizes ----
     d_inner,  # channels
     L,  # sequence length
@@ -136,7 +134,6 @@ def selective_scan_fwd_kernel(
     DELTA_SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr,
     SAVE_CHUNKS: tl.constexpr,
-    SAVE_BC: tl.constexpr,  # also write B and C for the backward (the group's first block of channels)
 ):
     # ---- 1. which channels, which sequence and which segment this program owns ----
     i_d = tl.program_id(0)  # block of channels (fastest: neighbouring programs share B/C in L2)
@@ -182,9 +179,6 @@ def selective_scan_fwd_kernel(
     b_dsum_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     if SAVE_CHUNKS:  # (batch, chunk, state, channel): the threads of a warp write neighbouring floats
         p_hc = p_h_chunks + (i_b * tl.cdiv(L, CHUNK) * N + o_n[None, :]) * d_inner + o_d[:, None] * s_n
-    if SAVE_BC:  # B_t, C_t at step 0 in the backward's (L, N) layout; one block of channels per group
-        o_bc = (i_b * n_groups + i_g) * L * N + tl.arange(0, BLOCK_N)[:, None]
-        bc_first = (i_d * BLOCK_D) % d_per_group == 0
 
     # ---- 4. walk along the segment, 4 steps per iteration ----
     t_start = i_s * seg_len
@@ -223,10 +217,6 @@ def selective_scan_fwd_kernel(
             b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
         else:
             b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
-            if SAVE_BC:
-                if bc_first:
-                    tl.store(p_Bt + o_bc + o_l[None, :] * N, b_B, mask=m_nl)
-                    tl.store(p_Ct + o_bc + o_l[None, :] * N, b_C, mask=m_nl)
             C0, C1, C2, C3 = split4(b_C)
             # the scan, step by step in registers: h ← exp(ΔA) h + Δu B, then y_t = C_t · h (a sum
             # over the states, inside the thread)
@@ -298,11 +288,10 @@ def default_config(
     per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
     the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md).
 
-    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are (and, for
-    autograd, writes the backward's fp32 copies itself): 13% more kernel time at L = 512 (0.109 against
-    0.096 ms; 0.158 against 0.121 with the saved states), less than the host time of a copy's launch,
-    which is what decides a call that short; beyond it the copy pays (0.410 against 0.338 ms at L = 2048,
-    RESULTS.md, fourth session)."""
+    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are, when nothing
+    else needs an fp32 copy (inference): 13% more kernel time at L = 512 (0.109 against 0.096 ms), less
+    than the host time of a copy's launch, which decides a call that short; beyond it the copy pays (0.410
+    against 0.338 ms at L = 2048; RESULTS.md, fourth session)."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
@@ -369,12 +358,12 @@ def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch
         else:
             consts = dict(
                 BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-                STATE_ONLY=False, HAS_SEG=n_seg > 1, **switches, SAVE_BC=False,
+                STATE_ONLY=False, HAS_SEG=n_seg > 1, **switches,
             )  # fmt: skip
             seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
             grid = (cdiv(d_inner, block_d), batch, n_seg)
             plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len,
-                    L <= cfg["native_bc_max_len"], {**consts, "SAVE_BC": True})  # fmt: skip
+                    L <= cfg["native_bc_max_len"])  # fmt: skip
         _PLANS[key] = plan
     return plan
 
@@ -438,15 +427,11 @@ def selective_scan_fwd(
     if time_kernel:  # it reads B and C in their own dtype
         B, C, Bt, Ct = bc_layouts(B, C, False, bc_last)
         B, C = B.contiguous(), C.contiguous()
-    else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config);
-        # the backward's copies written by the kernel itself where it reads B and C as given
-        as_given = (
-            B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (B.dtype == f32 or plan[7])
-        )
-        save_bc = as_given and bc_last
-        B, C, Bt, Ct = bc_layouts(B, C, not as_given, bc_last and not save_bc)
-        if save_bc:
-            Bt, Ct = torch.empty((2, batch, groups, L, N), device=dev, dtype=f32).unbind(0)
+    else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
+        as_given = B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
+            B.dtype == f32 or (plan[7] and not bc_last)
+        )  # fmt: skip
+        B, C, Bt, Ct = bc_layouts(B, C, not as_given, bc_last)
     args = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
@@ -462,15 +447,13 @@ def selective_scan_fwd(
         kernel = selective_scan_fwd_time_kernel
         LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
         return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
-    _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _, consts_bc = plan
+    _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _ = plan
     seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
     seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
-    bc = (Bt, Ct) if save_bc else (h_last, h_last)
-    args += [seg_h, seg_dsum, *bc, d_inner, L, N, d_inner // groups, seg_len, 1]
+    args += [seg_h, seg_dsum, d_inner, L, N, d_inner // groups, seg_len, 1]
     if n_seg > 1:
         launch_kernel_direct(selective_scan_fwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
-    main = (consts_bc, (spec, save_bc)) if save_bc else (consts, (spec, False))
-    LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, main[0], num_warps, main[1])]
+    LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, num_warps, (spec, False))]
     return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
 
 
