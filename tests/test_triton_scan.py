@@ -454,3 +454,16 @@ def test_b_and_c_with_different_group_counts(forward_kernel):
     g_ref = torch.autograd.grad(y_ref, ref, dy.double())
     for name, a, b in zip(("u", "delta", "A", "B", "C"), g, g_ref):
         assert a.shape == b.shape and rel_error(b, a) <= GRAD_TOL, name
+
+
+def test_profile_stamps_put_the_host_phases_in_order():
+    """profile.py --stamps on the CPU (interpreter, tiny shape): every phase of an eager forward + backward
+    is stamped, in the order the code runs, and the launch spies are removed afterwards."""
+    from minimamba.kernels.selective_scan import layout, profile
+
+    real = (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct)
+    med = profile.stamps((1, 4, 16, 4), "fp32", n=2, device="cpu")
+    order = ["start", "fwd_in", "lL_pre", "lL_post", "fL_pre", "fL_post", "fwd_out", "apply_ret", "bwd_in",
+             "bL_pre", "bL_post", "bwd_out", "grad_ret"]  # fmt: skip
+    assert [k for k in med if k in order] == order
+    assert (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct) == real

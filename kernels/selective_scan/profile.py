@@ -9,6 +9,9 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile --timeline --shape 8 1536 512 16
                                                                        # host ops and GPU kernels of 3 timed
                                                                        # fwd+bwd calls, on one time axis
+    python -m minimamba.kernels.selective_scan.profile --stamps --shape 8 1536 512 16
+                                                                       # host time of an eager fwd+bwd,
+                                                                       # phase by phase (medians)
     python -m minimamba.kernels.selective_scan.profile --floor         # PyTorch's autograd alone: a no-op
                                                                        # Function with the scan's arity
     python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
@@ -167,12 +170,15 @@ def autograd_floor(shape=(1, 64, 16, 16)):
     def both():
         return torch.autograd.grad(apply(), leaves, dy)
 
-    for name, fn in (("apply", apply), ("apply + autograd.grad", both)):
+    for name, fn in (("apply", apply), ("apply + autograd.grad", both), ("single-threaded", both)):
         times = []
-        for _ in range(2000):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        with torch.autograd.set_multithreading_enabled(name != "single-threaded"):
+            for _ in range(2000):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        if name == "single-threaded":  # the backward on the calling thread: no hand-over to a CUDA thread
+            name = "apply + autograd.grad, torch.autograd.set_multithreading_enabled(False)"
         print(
             f"no-op autograd.Function on {device}, {name}: {sorted(times)[1000] * 1e6:.0f} us/call (median)"
         )
@@ -206,6 +212,85 @@ def timeline(shape, dname):
     print(f"fwd+bwd {shape} {dname}, 3 calls (start + duration, µs):")
     for start, length, where, name in sorted(rows):
         print(f"  {start:9.1f} +{length:8.1f}  {where} {name}")
+
+
+def stamps(shape, dname, n=300, device="cuda"):
+    """Where the host time of one eager forward + backward goes: µs from the call's start (medians of n
+    calls, each after an L2-sized fill as ``do_bench`` does) at which our code enters and leaves
+    ``_EagerScan.forward`` and ``.backward``, and starts (``_pre``) and ends (``_post``) each kernel launch
+    (``fL``: forward, ``bL``: backward, ``lL``: layout.py; ``#1`` the second of a kind). The gap between
+    ``apply_ret`` and ``bwd_in`` is PyTorch's: ``autograd.grad`` and the hand-over to its CUDA thread.
+    When the host decides a call's time, it is about the last launch's ``_pre`` plus the kernels queued
+    from there (the L2 fill before the call absorbs the first ~0.08 ms). Returns {phase: µs}."""
+    import statistics
+
+    from . import layout, op
+
+    marks = []
+
+    def mark(tag):
+        marks.append((tag, time.perf_counter_ns()))
+
+    def wrap_launch(real, tag):
+        def launch(*args, **kwargs):
+            mark(tag + "_pre")
+            out = real(*args, **kwargs)
+            mark(tag + "_post")
+            return out
+
+        return launch
+
+    fn_f, fn_b = op._EagerScan.forward, op._EagerScan.backward
+
+    def forward(ctx, *args):
+        mark("fwd_in")
+        out = fn_f(ctx, *args)
+        mark("fwd_out")
+        return out
+
+    def backward(ctx, *args):
+        mark("bwd_in")
+        out = fn_b(ctx, *args)
+        mark("bwd_out")
+        return out
+
+    mods = ((kfwd, "fL"), (kbwd, "bL"), (layout, "lL"))
+    real = [m.launch_kernel_direct for m, _ in mods]
+    x = make_inputs(shape, DTYPES[dname], device=device)
+    leaves = [x[k].detach().requires_grad_() for k in ORDER]
+    dy = torch.randn_like(leaves[0])
+    fill = torch.empty(256 * 2**20 if device == "cuda" else 1024, dtype=torch.int8, device=device)
+    cols: dict = {}
+    try:
+        op._EagerScan.forward, op._EagerScan.backward = staticmethod(forward), staticmethod(backward)
+        for (m, tag), r in zip(mods, real):
+            m.launch_kernel_direct = wrap_launch(r, tag)
+        warm = min(10, n)
+        for i in range(n + warm):
+            fill.zero_()
+            marks.clear()
+            mark("start")
+            y = selective_scan_fn(*leaves, delta_softplus=True)
+            mark("apply_ret")
+            torch.autograd.grad(y, leaves, dy)
+            mark("grad_ret")
+            if i < warm:
+                continue
+            seen: dict = {}
+            for tag, t in marks:
+                k = seen[tag] = seen.get(tag, -1) + 1
+                cols.setdefault(tag + (f"#{k}" if k else ""), []).append((t - marks[0][1]) / 1e3)
+    finally:
+        op._EagerScan.forward, op._EagerScan.backward = staticmethod(fn_f), staticmethod(fn_b)
+        for (m, _), r in zip(mods, real):
+            m.launch_kernel_direct = r
+    if device == "cuda":
+        torch.cuda.synchronize()
+    med = {c: statistics.median(v) for c, v in cols.items()}
+    med = dict(sorted(med.items(), key=lambda kv: kv[1]))
+    print(f"fwd+bwd {shape} {dname}, host µs from the call's start (medians of {n}): "
+          + " ".join(f"{c}={t:.0f}" for c, t in med.items()), flush=True)  # fmt: skip
+    return med
 
 
 def graphed(shape, dname):
@@ -254,6 +339,7 @@ def main(argv=None):
     p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
     p.add_argument("--graph", action="store_true", help="eager against CUDA-graph replay at --shape")
     p.add_argument("--timeline", action="store_true", help="host and GPU events of 3 fwd+bwd calls")
+    p.add_argument("--stamps", action="store_true", help="host time of an eager fwd+bwd, phase by phase")
     p.add_argument("--forward", choices=("auto", "channel", "time"), default="auto",
                    help="the forward kernel (auto: the time kernel where the channel one needs segments)")  # fmt: skip
     a = p.parse_args(argv)
@@ -263,6 +349,8 @@ def main(argv=None):
         return graphed(tuple(a.shape), a.dtype)
     if a.timeline:
         return timeline(tuple(a.shape), a.dtype)
+    if a.stamps:
+        return stamps(tuple(a.shape), a.dtype)
     if a.ours:
         return ours_only()
     if a.floor:
