@@ -87,9 +87,9 @@ def bc_layouts(B: torch.Tensor, C: torch.Tensor, rows: bool, last: bool):
         block_n = max(2, 1 << (N - 1).bit_length())
         block_l = max(2, min(4096 // block_n, 1 << (L - 1).bit_length()))
         grid = (-(-L // block_l), batch * groups, 1)
-        spare = out_rows if rows else out_last
-        args = [B, C, spare if out_rows is None else out_rows, spare if out_last is None else out_last,
-                groups, N, L, *B.stride(), *C.stride(), B.numel()]  # fmt: skip
+        p_rows = out_rows if rows else out_last  # a copy not asked for: its pointer is never written
+        p_last = out_last if last else out_rows
+        args = [B, C, p_rows, p_last, groups, N, L, *B.stride(), *C.stride(), B.numel()]
         consts = dict(BLOCK_N=block_n, BLOCK_L=block_l, ROWS=rows, LAST=last)
         # what Triton specialises on: dtypes, alignment of B and C (the outputs are fresh), the integers
         key = (rows, last, B.shape, B.stride(), C.stride(), B.dtype, C.dtype, B.data_ptr() % 16 == 0,
