@@ -28,7 +28,8 @@ from minimamba import scan as mscan
 
 from . import bwd as kbwd
 from . import fwd as kfwd
-from .op import _states_last, selective_scan_fn
+from .layout import bc_layouts
+from .op import selective_scan_fn
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -215,7 +216,9 @@ def sweep(shape, dtype, configs_fwd, configs_bwd):
     x = make_inputs(shape, dtype)
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
     B4, C4 = (t.unsqueeze(1) for t in (B, C))  # (batch, 1, N, L), as the op passes them
-    Bt, Ct = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the backward's (batch, 1, L, N) fp32
+    Bt, Ct = bc_layouts(B.unsqueeze(1), C.unsqueeze(1), False, True)[
+        2:
+    ]  # the backward's (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
     _, _, hc = kfwd.selective_scan_fwd(u, delta, A, B4, C4, D, z, db, None, True, True)
 

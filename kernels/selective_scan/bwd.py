@@ -284,7 +284,7 @@ def _load_tile(
 
 
 @triton.jit
-def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, L, o_seq, t_lo, t_hi,
+def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, o_seq, t_lo, t_hi,
            d_per_group, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):  # fmt: skip
     """Zeros in what the main pass adds into, each element by one program of the segment pass: dB and dC
     of steps [t_lo, t_hi) of this sequence and group by the group's first block of channels (they are
@@ -386,7 +386,7 @@ def selective_scan_bwd_kernel(
         b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
 
     if STATE_ONLY and ZERO:  # before the main pass adds into them: its atomics need zeros there
-        _clear(p_dA, p_dB, p_dC, p_dD, p_ddelta_bias, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, L,
+        _clear(p_dA, p_dB, p_dC, p_dD, p_ddelta_bias, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N,
                (i_b * n_groups + i_g) * L * N, i_s * seg_len, tl.minimum(i_s * seg_len + seg_len, L),
                d_per_group, BLOCK_D, HAS_D, HAS_DELTA_BIAS)  # fmt: skip
 

@@ -53,13 +53,6 @@ def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
 
 
-def _states_last(t: Tensor) -> Tensor:
-    """(batch, groups, N, L) → (batch, groups, L, N) fp32 contiguous, for the backward, which loads B_t and
-    C_t where it uses them, one step at a time: 64 contiguous bytes in this layout (4 vector loads instead
-    of 16 scalar ones). B and C are N/d_inner of the traffic, so the copy is cheap."""
-    return _f32(t.transpose(-1, -2))
-
-
 def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last=False):
     """The forward kernels on B, C (batch, groups, N, L) as given (the kernel picked converts them); with
     ``bc_last`` also B and C as the backward reads them."""

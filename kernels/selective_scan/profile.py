@@ -33,14 +33,17 @@ from minimamba.testing import rel_error
 from . import bwd as kbwd
 from . import fwd as kfwd
 from .bench import DTYPES, MAMBA_SSM_MS, ORDER, SHAPES, make_inputs, measure, ours
-from .op import _states_last, selective_scan_fn
+from .layout import bc_layouts
+from .op import selective_scan_fn
 
 
 def kernels_alone(shape, dname):
     x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
     B4, C4 = (t.unsqueeze(1) for t in (B, C))  # (batch, 1, N, L), as the op passes them
-    Bt, Ct = (_states_last(t.unsqueeze(1)) for t in (B, C))  # the backward's (batch, 1, L, N) fp32
+    Bt, Ct = bc_layouts(B.unsqueeze(1), C.unsqueeze(1), False, True)[
+        2:
+    ]  # the backward's (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
 
     def fwd(save=True):
