@@ -281,10 +281,38 @@ def test_segment_pass_clears_the_accumulators(monkeypatch, groups):
     ref = {k: x[k].double().requires_grad_() for k in names}
     y_ref, _ = scan_loop(*(ref[k] for k in names), delta_softplus=True)
     want = torch.autograd.grad((y_ref * dy.double()).sum(), [ref[k] for k in names])
-    got = dict(u=du, delta=ddelta, A=dA, B=dB.transpose(-1, -2), C=dC.transpose(-1, -2), D=dD, z=dz,
-               delta_bias=ddb)  # fmt: skip
+    assert dB.shape == x["B"].shape and dB.is_contiguous()  # (batch, groups, N, L), written by the kernel
+    got = dict(u=du, delta=ddelta, A=dA, B=dB, C=dC, D=dD, z=dz, delta_bias=ddb)
     for k, w in zip(names, want):
         assert rel_error(w, got[k]) <= GRAD_TOL, k
+
+
+def test_backward_writes_db_and_dc_in_the_dtypes_asked_for():
+    """The last block of channels to finish a segment writes its dB, dC out, (batch, groups, N, L)
+    contiguous in the dtype asked for (fp16 for dB, fp32 for dC here; 2 groups of 2 blocks, 3 segments):
+    the fp32 sums, rounded once."""
+    x = make_inputs(2, 8, 37, 3, groups=2)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    _, _, h_chunks = kfwd.selective_scan_fwd(*(x[k] for k in names), None, True, True, block_d=2, seg_len=16)
+    Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))
+    args = (
+        x["u"],
+        x["delta"],
+        x["A"],
+        Bt,
+        Ct,
+        x["D"],
+        x["z"],
+        x["delta_bias"],
+        h_chunks,
+        torch.randn(2, 8, 37),
+    )
+    g32 = kbwd.selective_scan_bwd(*args, None, True, False, block_d=2, seg_len=16)
+    g16 = kbwd.selective_scan_bwd(*args, None, True, False, bc_dtypes=(torch.float16, torch.float32), block_d=2,
+                                  seg_len=16)  # fmt: skip
+    assert g16[3].dtype == torch.float16 and g16[4].dtype == torch.float32
+    assert g16[3].shape == g16[4].shape == x["B"].shape and g16[3].is_contiguous()
+    assert torch.equal(g16[3], g32[3].half()) and torch.equal(g16[4], g32[4])  # the interpreter runs in order
 
 
 @pytest.mark.parametrize("rows, last", [(True, True), (True, False), (False, True)])
@@ -310,8 +338,9 @@ def test_bc_layouts(rows, last, dtype):
 
 
 def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
-    """Short L without autograd: the channel kernel reads fp16 B and C as they are; longer L (or a
-    forward for autograd) reads fp32 copies from layout.py. Both give the same y (fp32 inside both)."""
+    """Short L: the channel kernel reads fp16 B and C as they are (a forward for autograd too, which has
+    layout.py make the backward's (L, N) copies alone); longer L reads fp32 copies from layout.py. Both
+    give the same y (fp32 inside both)."""
     x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
     copies = []
@@ -325,7 +354,7 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
     y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
     y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
     *_, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
-    assert copies == [False, True, True]
+    assert copies == [False, True, False]
     assert torch.equal(y_native, y_copied)
     assert torch.equal(Bt, x["B"].float().transpose(-1, -2)) and torch.equal(
         Ct, x["C"].float().transpose(-1, -2)

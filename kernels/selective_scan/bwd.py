@@ -124,8 +124,8 @@ def _vec(p_row, m_n, N, t, t_end, EVEN: tl.constexpr):
     """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end, loaded where it is used (a tile would hold 64 registers).
     EVEN: every tile is whole and N is a power of two, so no mask (and no zeroing of registers)."""
     if EVEN:
-        return tl.load(p_row + t * N)
-    return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0)
+        return tl.load(p_row + t * N).to(tl.float32)
+    return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -208,11 +208,12 @@ def _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b
     if EVEN:
         b_u = tl.load(p_u + o_dl).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl).to(tl.float32)
-        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N)
+        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N).to(tl.float32)
     else:
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
+        b_B = b_B.to(tl.float32)
     if HAS_DELTA_BIAS:
         b_dt += b_bias[:, None]
     if DELTA_SOFTPLUS:
@@ -284,12 +285,14 @@ def _load_tile(
 
 
 @triton.jit
-def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, o_seq, t_lo, t_hi,
-           d_per_group, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):  # fmt: skip
+def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, p_done, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N, o_seq, t_lo,
+           t_hi, d_per_group, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):  # fmt: skip
     """Zeros in what the main pass adds into, each element by one program of the segment pass: dB and dC
-    of steps [t_lo, t_hi) of this sequence and group by the group's first block of channels (they are
-    contiguous: (L, N) rows), dA, dD, ddelta_bias of its channels by the first sequence's first segment."""
+    of steps [t_lo, t_hi) of this sequence and group (they are contiguous: (L, N) rows) and the count of
+    blocks done with them, by the group's first block of channels; dA, dD, ddelta_bias of its channels by
+    the first sequence's first segment."""
     if (i_d * BLOCK_D) % d_per_group == 0:
+        tl.store(p_done, 0.0)
         n = (t_hi - t_lo) * N
         o = o_seq + t_lo * N
         for j in range(0, n, 4 * BLOCK_D):
@@ -304,6 +307,18 @@ def _clear(p_dA, p_dB, p_dC, p_dD, p_ddb, i_d, i_b, i_s, o_d, m_d, o_n, m_state,
             tl.store(p_dD + o_d, tl.zeros([BLOCK_D], dtype=tl.float32), mask=m_d)
         if HAS_DELTA_BIAS:
             tl.store(p_ddb + o_d, tl.zeros([BLOCK_D], dtype=tl.float32), mask=m_d)
+
+
+@triton.jit
+def _rows_out(p_rows, p_out, t_lo, t_hi, N, L, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    """dB (or dC) of steps [t_lo, t_hi) of one sequence and group: from the (L, N) fp32 rows the atomics
+    added into (read from L2, where the atomics happened) to the (N, L) output, in its dtype."""
+    o_n = tl.arange(0, BLOCK_N)
+    for t in range(t_lo, t_hi, BLOCK_T):
+        o_t = t + tl.arange(0, BLOCK_T)
+        m = (o_n[:, None] < N) & (o_t[None, :] < t_hi)
+        v = tl.load(p_rows + o_t[None, :] * N + o_n[:, None], mask=m, other=0.0, cache_modifier=".cg")
+        tl.store(p_out + o_n[:, None] * L + o_t[None, :], v.to(p_out.dtype.element_ty), mask=m)
 
 
 @triton.jit(do_not_specialize=["s_n"])
@@ -325,14 +340,10 @@ def selective_scan_bwd_kernel(
     p_du,  # (batch, d_inner, L) in u's dtype
     p_ddelta,  # (batch, d_inner, L) in delta's dtype
     p_dz,  # (batch, d_inner, L) in z's dtype (HAS_Z)
-    p_dA,  # (d_inner, N) fp32, zeroed: atomics add into it
-    p_dB,  # (batch, groups, L, N) fp32, zeroed
-    p_dC,  # (batch, groups, L, N) fp32, zeroed
-    p_dD,  # (d_inner,) fp32, zeroed (HAS_D)
-    p_ddelta_bias,  # (d_inner,) fp32, zeroed (HAS_DELTA_BIAS)
+    p_dB_out,  # (batch, groups, N, L) in B's dtype
+    p_dC_out,  # (batch, groups, N, L) in C's dtype
     p_dh0,  # (batch, d_inner, N) fp32 (NEED_DH0)
-    p_seg_mu,  # (batch, d_inner, n_seg, N) fp32: per segment, μ before its first step from μ = 0 after it
-    p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
+    p_acc,  # fp32, zeroed where atomics add (by the segment pass with ZERO): the accumulators, below
     # ---- sizes ----
     d_inner,
     L,
@@ -377,6 +388,21 @@ def selective_scan_bwd_kernel(
     m_state = m_d[:, None] & m_n[None, :]
     i_s_2d = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.int32) + i_s  # the segment, as a mask operand
 
+    # the accumulators, one allocation: what every program adds to, and what the segment pass hands on
+    n_rows = tl.num_programs(1).to(tl.int64) * n_groups * L * N
+    p_dB = p_acc  # (batch, groups, L, N): dB_t of every block of channels added in rows
+    p_dC = p_dB + n_rows  # (batch, groups, L, N)
+    p_dA = p_dC + n_rows  # (d_inner, N)
+    p_dD = p_dA + d_inner * N  # (d_inner,) (HAS_D)
+    p_ddelta_bias = p_dD + d_inner  # (d_inner,) (HAS_DELTA_BIAS)
+    p_seg_mu = p_ddelta_bias + d_inner  # (batch, d_inner, n_seg, N): per segment, μ before its first step
+    #                                     from μ = 0 after it
+    p_seg_dsum = p_seg_mu + tl.num_programs(1).to(tl.int64) * d_inner * n_seg * N  # (batch, d_inner, n_seg):
+    #                                                                  per segment, the sum of its Δ
+    p_done = p_seg_dsum + tl.num_programs(1).to(tl.int64) * d_inner * n_seg  # (batch, groups, n_seg): blocks
+    #                                                      of channels done adding to a segment's dB, dC
+    p_done += (i_b * n_groups + i_g) * n_seg + i_s
+
     b_A2 = tl.load(p_A + o_d[:, None] * N + o_n[None, :], mask=m_state, other=0.0) * LOG2E
     if HAS_D:
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
@@ -386,7 +412,7 @@ def selective_scan_bwd_kernel(
         b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
 
     if STATE_ONLY and ZERO:  # before the main pass adds into them: its atomics need zeros there
-        _clear(p_dA, p_dB, p_dC, p_dD, p_ddelta_bias, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N,
+        _clear(p_dA, p_dB, p_dC, p_dD, p_ddelta_bias, p_done, i_d, i_b, i_s, o_d, m_d, o_n, m_state, N,
                (i_b * n_groups + i_g) * L * N, i_s * seg_len, tl.minimum(i_s * seg_len + seg_len, L),
                d_per_group, BLOCK_D, HAS_D, HAS_DELTA_BIAS)  # fmt: skip
 
@@ -424,7 +450,10 @@ def selective_scan_bwd_kernel(
     k_lo = t_start // 4
     k_hi = tl.cdiv(t_end, 4)
     n_chunks = tl.cdiv(L, CHUNK)
-    for i in tl.range(0, k_hi - k_lo, num_stages=STAGES):
+    n_tiles = k_hi - k_lo
+    if STATE_ONLY:  # the first segment's μ is never read (nothing comes before it): only its zeros
+        n_tiles = n_tiles * (i_s > 0)
+    for i in tl.range(0, n_tiles, num_stages=STAGES):
         k = k_hi - 1 - i  # this tile: steps 4k … 4k+3
         t0 = k * 4
         o_dl, m_dl, o_nl, m_nl, b_u, b_raw, b_dt, b_dy, b_z, b_sig, b_g = _load_tile(
@@ -432,7 +461,8 @@ def selective_scan_bwd_kernel(
             HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, EVEN)  # fmt: skip
         if STATE_ONLY:
             b_dsum += tl.sum(b_dt, axis=1)
-            b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
+            b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
+            b_mu = _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2)
         else:
             # the state entering the tile: the one saved at the start of its 8-step chunk, advanced over
             # the chunk's first tile when this is the second
@@ -476,6 +506,16 @@ def selective_scan_bwd_kernel(
             tl.atomic_add(p_ddelta_bias + o_d, b_ddb, mask=m_d, sem="relaxed")
         if NEED_DH0:  # dh0 = a_0 λ_0: the μ left after the first step
             tl.store(p_dh0 + o_state, b_mu, mask=m_state & (i_s_2d == 0))
+        # dB, dC of this segment are whole once every block of channels of the group has added to them: the
+        # last to finish writes them out. The barrier and the release make this program's additions
+        # visible before the count; the acquire makes the others' visible to the last one.
+        tl.debug_barrier()
+        done = tl.atomic_add(p_done, 1.0, sem="acq_rel")
+        if done == tl.cdiv(d_per_group, BLOCK_D) - 1:
+            o_rows = (i_b * n_groups + i_g) * L * N
+            o_out = (i_b * n_groups + i_g) * N * L
+            _rows_out(p_dB + o_rows, p_dB_out + o_out, t_start, t_end, N, L, BLOCK_N, 32)
+            _rows_out(p_dC + o_rows, p_dC_out + o_out, t_start, t_end, N, L, BLOCK_N, 32)
 
 
 def default_config(
@@ -485,20 +525,22 @@ def default_config(
     sweeps of RESULTS.md): one warp of 32 channels per program, loads not pipelined (each
     iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments
     until there are 32 programs per SM of the H200 (4224; with 255 registers a thread, 8 warps fit on an
-    SM at once: 4 full waves). The segment pass of the backward is cheap next to the main one. Kernels
-    alone, ms (RESULTS.md, second sweep), targets 528 / 1056 / 2112 / 4224: (8, 1536, 2048, 16) fp32
-    1.55 / 2.02 / 2.32 / 1.40; (1, 1536, 65536, 16) fp32 10.1 / 8.10 / 7.89 / 5.60; (8, 1536, 512, 16)
-    0.40 / 0.51 / 0.61 / 0.43."""
+    SM at once: 4 full waves). Kernels alone, ms (RESULTS.md, second sweep), targets 528 / 1056 / 2112 /
+    4224: (8, 1536, 2048, 16) fp32 1.55 / 2.02 / 2.32 / 1.40; (1, 1536, 65536, 16) fp32 10.1 / 8.10 /
+    7.89 / 5.60. Up to L = 512 the segment pass (which skips the first segment) is a larger share, and
+    two segments (528) do as well or better: (8, 1536, 512, 16) fp32 0.387 against 0.414 ms, bf16 0.396
+    against 0.395 (fifth session). ``seg_stages``: the segment pass's pipelining (2-4 gained nothing)."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
-    return {"num_warps": 1, "stages": 1, "target": 32 * 132, **OVERRIDES}
+    return {"num_warps": 1, "stages": 1, "target": (4 if L <= 512 else 32) * 132, **OVERRIDES}
 
 
 _PLANS: dict = {}
 
 
 def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch):
-    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass), cached."""
+    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass, compile options),
+    cached."""
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) > 4096:
@@ -514,9 +556,24 @@ def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch
             EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
         )  # fmt: skip
         grid = (cdiv(d_inner, block_d), batch, n_seg)
-        seg_consts = {**consts, "STATE_ONLY": True, "ZERO": True}
-        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts)
+        seg_consts = {
+            **consts,
+            "STATE_ONLY": True,
+            "ZERO": True,
+            "STAGES": cfg.get("seg_stages", cfg["stages"]),
+        }
+        options = {"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}
+        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts, options)
     return plan
+
+
+def _param_grads(acc: torch.Tensor, o_dA: int, d_inner: int, N: int, has_D: bool, has_db: bool):
+    """dA, dD, ddelta_bias: views of the accumulators, made after the launches (the host's time before them
+    is time the GPU waits, in a short scan)."""
+    dA = acc.as_strided((d_inner, N), (N, 1), o_dA)
+    dD = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N) if has_D else None
+    ddb = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N + d_inner) if has_db else None
+    return dA, dD, ddb
 
 
 def selective_scan_bwd(
@@ -534,17 +591,21 @@ def selective_scan_bwd(
     delta_softplus: bool,
     need_dh0: bool,
     chunk: int = CHUNK,
+    *,
+    bc_dtypes: tuple = (torch.float32, torch.float32),
+    bc_shape: tuple | None = None,
     **launch,
 ):
     """Launch the backward kernel on B, C as (batch, groups, L, N) fp32 contiguous (B_t, the N values
     every thread reads at step t, are 64 neighbouring bytes). Returns du, ddelta, dA, dB, dC, dD, dz,
     ddelta_bias, dh0.
 
-    du, ddelta, dz in the dtype of u, delta, z; dA, dB, dC, dD, ddelta_bias, dh0 in fp32, dB and dC
-    (batch, groups, L, N), dC right after dB in one allocation (the caller casts and transposes); absent
-    inputs give None. The kernel adds into dA, dB, dC, dD and ddelta_bias, which start at zero: written by
-    the segment pass when there is one, else filled here. ``launch`` overrides the launch sizes
-    (num_warps, stages, target or seg_len, block_d).
+    du, ddelta, dz in the dtype of u, delta, z; dB and dC (batch, groups, N, L) contiguous (or
+    ``bc_shape``, the same numbers in that order: (batch, N, L) for one group) in ``bc_dtypes``; dA, dD,
+    ddelta_bias, dh0 in fp32; absent inputs give None. The kernel adds into fp32 accumulators (one
+    allocation), which start at zero: written by the segment pass when there is one, else filled here.
+    ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d, maxnreg: a
+    register cap per thread).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
@@ -555,45 +616,50 @@ def selective_scan_bwd(
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), dh_last is not None,
              bool(need_dh0))  # fmt: skip
     key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
-    grid, num_warps, seg_len, n_seg, seg_consts, consts = _plan(
+    grid, num_warps, seg_len, n_seg, seg_consts, consts, options = _plan(
         key, u.device, batch, d_inner, L, N, groups, chunk, flags, u.is_cuda, launch
     )
     dev, f32 = u.device, torch.float32
+    nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
+    out = torch.zeros if nothing else torch.empty
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
     dh0 = torch.empty(batch, d_inner, N, device=dev, dtype=f32) if need_dh0 else None
-    nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
-    # The accumulators start at zero: with segments the segment pass writes the zeros (ZERO), else a fill.
-    # dB and dC are one allocation, dB then dC: the caller casts both in one op.
-    alloc = _empty if n_seg > 1 and not nothing else torch.zeros
-    dB, dC = alloc((2, *B.shape), device=dev, dtype=f32).unbind(0)
-    dA = alloc((d_inner, N), device=dev, dtype=f32)
-    dD = alloc((d_inner,), device=dev, dtype=f32) if D is not None else None
-    ddb = alloc((d_inner,), device=dev, dtype=f32) if delta_bias is not None else None
+    shape = (batch, groups, N, L) if bc_shape is None else bc_shape
+    dB = out(shape, device=dev, dtype=bc_dtypes[0])
+    dC = out(shape, device=dev, dtype=bc_dtypes[1])
+    # The accumulators, in the order the kernel reads them: dB and dC as (L, N) rows, dA, dD, ddelta_bias,
+    # the segment pass's μ and ΣΔ, the counts of blocks done. They start at zero: with segments the
+    # segment pass writes the zeros (ZERO), else a fill.
+    rows = batch * groups * L * N
+    o_dA = 2 * rows
+    size = o_dA + d_inner * N + 2 * d_inner + batch * d_inner * n_seg * (N + 1) + batch * groups * n_seg
+    acc = (_empty if n_seg > 1 and not nothing else torch.zeros)((size,), device=dev, dtype=f32)
     if nothing:
         if dh0 is not None:
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
+        dA, dD, ddb = _param_grads(acc, o_dA, d_inner, N, D is not None, delta_bias is not None)
         return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
-    if n_seg > 1:
-        seg_mu = torch.empty((batch, d_inner, n_seg, N), device=dev, dtype=f32)
-        seg_dsum = torch.empty((batch, d_inner, n_seg), device=dev, dtype=f32)
-    else:
-        seg_mu = seg_dsum = dA
     args = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
         delta_bias if delta_bias is not None else A, h_chunks,
         dy, dh_last if dh_last is not None else A,
-        du, ddelta, dz if dz is not None else du,
-        dA, dB, dC, dD if dD is not None else dA, ddb if ddb is not None else dA,
-        dh0 if dh0 is not None else dA, seg_mu, seg_dsum,
+        du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
         d_inner, L, N, d_inner // groups, seg_len, 1,
     ]  # fmt: skip
     # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
-    # accumulators are ours: fresh allocations, dC at an offset that the shapes fix)
-    spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
+    # outputs and accumulators are ours: fresh allocations)
+    spec = (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
     if n_seg > 1:
-        launch_kernel_direct(selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
-    LAST[:] = [launch_kernel_direct(selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False))]
+        launch_kernel_direct(
+            selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
+        )
+    LAST[:] = [
+        launch_kernel_direct(
+            selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False), **options
+        )
+    ]
+    dA, dD, ddb = _param_grads(acc, o_dA, d_inner, N, D is not None, delta_bias is not None)
     return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0

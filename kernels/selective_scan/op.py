@@ -61,20 +61,17 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunk
     )
 
 
-def _backward(saved, Bt, Ct, bc_dtype, dy, dh_last, delta_softplus, need_dh0, chunk):
+def _backward(saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, need_dh0, chunk):
     """The backward kernels on B, C as (batch, groups, L, N) fp32; returns the gradients of u, delta, A, B,
-    C, D, z, delta_bias, h0, with dB and dC (batch, groups, N, L) in ``bc_dtype`` (transposed views)."""
+    C, D, z, delta_bias, h0, with dB and dC contiguous (batch, groups, N, L), or ``bc_shape``, in
+    ``bc_dtypes`` (the kernel writes them so)."""
     u, delta, A, D, z, delta_bias, h_chunks = saved
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
-    du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _bwd.selective_scan_bwd(
-        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk
-    )
-    if bc_dtype != torch.float32:  # dC follows dB in one allocation: one cast for both
-        assert dC.storage_offset() == dB.storage_offset() + dB.numel()
-        pair = dB.as_strided((2, *dB.shape), (dB.numel(), *dB.stride())).to(bc_dtype)
-        dB, dC = pair[0], pair[1]
-    return du, ddelta, dA, dB.transpose(-1, -2), dC.transpose(-1, -2), dD, dz, ddb, dh0
+    return _bwd.selective_scan_bwd(
+        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk,
+        bc_dtypes=bc_dtypes, bc_shape=bc_shape,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -133,21 +130,21 @@ def selective_scan_bwd_op(
     """Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0; an absent input's gradient is empty."""
     _, _, Bt, Ct = bc_layouts(B, C, False, True)
     saved = (u, delta, A, D, z, delta_bias, h_chunks)
-    grads = _backward(saved, Bt, Ct, torch.float32, dy, dh_last, delta_softplus, need_dh0, chunk)
+    grads = _backward(saved, Bt, Ct, (B.dtype, C.dtype), None, dy, dh_last, delta_softplus, need_dh0, chunk)
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
 
     def empty() -> Tensor:  # outputs of a custom op must not alias each other: a fresh one each time
         return u.new_empty(0, dtype=torch.float32)
 
-    return (
+    return (  # dA, dD, ddelta_bias are views of the kernel's one fp32 allocation: copies here
         du,
         ddelta,
-        dA,
+        dA.clone(),
         torch.empty_like(B).copy_(dB),  # the layout the fake implementation promises (empty_like(B))
         torch.empty_like(C).copy_(dC),
-        empty() if dD is None else dD,
+        empty() if dD is None else dD.clone(),
         u.new_empty(0) if dz is None else dz,
-        empty() if ddb is None else ddb,
+        empty() if ddb is None else ddb.clone(),
         empty() if dh0 is None else dh0,
     )
 
@@ -240,23 +237,18 @@ class _EagerScan(torch.autograd.Function):
             u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True
         )
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks)
-        ctx.flags = (delta_softplus, h0 is not None, B.dim() == 3, B.dtype, C.dtype)
+        ctx.flags = (delta_softplus, h0 is not None, B.shape, (B.dtype, C.dtype))
         ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
         return (y, h_last) if return_last else y
 
     @staticmethod
     def backward(ctx, dy, dh_last=None):
-        delta_softplus, has_h0, squeeze, b_dtype, c_dtype = ctx.flags
+        delta_softplus, has_h0, bc_shape, bc_dtypes = ctx.flags
         u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks = ctx.saved_tensors
         saved = (u, delta, A, D, z, delta_bias, h_chunks)
-        bc_dtype = b_dtype if b_dtype == c_dtype else torch.float32
         du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
-            saved, Bt, Ct, bc_dtype, dy, dh_last, delta_softplus, has_h0, CHUNK
+            saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, has_h0, CHUNK
         )
-        if b_dtype != c_dtype:
-            dB, dC = dB.to(b_dtype), dC.to(c_dtype)
-        if squeeze:
-            dB, dC = dB.squeeze(1), dC.squeeze(1)
         return (
             du, ddelta, dA, dB, dC,
             None if D is None else dD,
