@@ -486,14 +486,12 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
                         lines.append(f"- {kern} {shape} {dname}: {best}")
     if res.get("configs"):
         lines += ["", "## Launch sizes used in the table above (the sweep's winners, else the defaults)", ""]
-        seen = set()
+        used: dict = {}  # each configuration, with the shapes it ran
         for c in res["configs"]:
-            key = (c["shape"][0] == 1, c["dtype"], json.dumps(c["fwd"]), json.dumps(c["bwd"]))
-            if key not in seen:
-                seen.add(key)
-                lines.append(
-                    f"- {'batch 1' if key[0] else 'batch 8'} {c['dtype']}: fwd {c['fwd']}, bwd {c['bwd']}"
-                )
+            key = (c["dtype"], json.dumps(c["fwd"]), json.dumps(c["bwd"]))
+            used.setdefault(key, (c, []))[1].append(",".join(map(str, c["shape"])))
+        for (dname, _, _), (c, shapes) in used.items():
+            lines.append(f"- {dname} at {' and '.join(shapes)}: fwd {c['fwd']}, bwd {c['bwd']}")
     lines += ["", HAND_MARK]
     path.write_text("\n".join(lines) + hand)
 

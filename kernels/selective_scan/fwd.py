@@ -288,11 +288,12 @@ def default_config(
     per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
     the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md).
 
-    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are: 13% more
-    kernel time at L = 512 (0.109 against 0.096 ms), less than the host time of the copy (its allocation,
-    its share of layout.py's launch), which decides a call that short; beyond it the copy pays (0.410
-    against 0.338 ms at L = 2048; RESULTS.md, fourth session). A forward for autograd still has layout.py
-    make the backward's (L, N) copies."""
+    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are, when nothing
+    else needs an fp32 copy (inference): 13% more kernel time at L = 512 (0.109 against 0.096 ms), less
+    than the host time of a copy's launch, which decides a call that short; beyond it the copy pays (0.410
+    against 0.338 ms at L = 2048; RESULTS.md, fourth session). Not for autograd: saving the states too,
+    the forward reading them as given takes 0.158 ms against 0.121 (fifth session: +0.05 ms of GPU time
+    in a forward + backward, more than the host time of the fp32 copy, which shares layout.py's launch)."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
@@ -429,9 +430,9 @@ def selective_scan_fwd(
         B, C, Bt, Ct = bc_layouts(B, C, False, bc_last)
         B, C = B.contiguous(), C.contiguous()
     else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
-        as_given = (
-            B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (B.dtype == f32 or plan[7])
-        )
+        as_given = B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
+            B.dtype == f32 or (plan[7] and not bc_last)
+        )  # fmt: skip
         B, C, Bt, Ct = bc_layouts(B, C, not as_given, bc_last)
     args = [
         u, delta, A, B, C,
