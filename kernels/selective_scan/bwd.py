@@ -19,7 +19,9 @@ states h are not stored; they are recomputed from the state the forward saved ev
 
 **Layout**, as in the forward: one thread per channel with all N states in its registers, 32 · num_warps
 channels per program, 4 steps per tile. The sums over states (Σ_n) stay inside the thread; the sums over
-channels (dB, dC) cross the threads of the program and then the programs (fp32 atomics).
+channels (dB, dC) cross the threads of the program and then the programs (fp32 atomics); each program then
+counts itself done on its segment, and the last to finish writes the segment's dB, dC out, in B's and C's
+dtype and (N, L) layout.
 
 **Order.** Tiles of 4 steps, from the last to the first. Each starts from the state the forward saved at
 the start of its CHUNK = 8 steps (advanced over the chunk's first tile when it is the second one),
@@ -124,8 +126,8 @@ def _vec(p_row, m_n, N, t, t_end, EVEN: tl.constexpr):
     """B_t or C_t: (BLOCK_N,) fp32, 0 past t_end, loaded where it is used (a tile would hold 64 registers).
     EVEN: every tile is whole and N is a power of two, so no mask (and no zeroing of registers)."""
     if EVEN:
-        return tl.load(p_row + t * N).to(tl.float32)
-    return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0).to(tl.float32)
+        return tl.load(p_row + t * N)
+    return tl.load(p_row + t * N, mask=m_n & (m_n.to(tl.int32) * 0 + t < t_end), other=0.0)
 
 
 @triton.jit
@@ -208,12 +210,11 @@ def _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b
     if EVEN:
         b_u = tl.load(p_u + o_dl).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl).to(tl.float32)
-        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N).to(tl.float32)
+        b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N)
     else:
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
-        b_B = b_B.to(tl.float32)
     if HAS_DELTA_BIAS:
         b_dt += b_bias[:, None]
     if DELTA_SOFTPLUS:
@@ -461,8 +462,7 @@ def selective_scan_bwd_kernel(
             HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, EVEN)  # fmt: skip
         if STATE_ONLY:
             b_dsum += tl.sum(b_dt, axis=1)
-            b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
-            b_mu = _tile_adjoint(b_mu, b_dt, b_g, b_C, b_A2)
+            b_mu = _tile_adjoint(b_mu, b_dt, b_g, tl.load(p_C + o_nl, mask=m_nl, other=0.0), b_A2)
         else:
             # the state entering the tile: the one saved at the start of its 8-step chunk, advanced over
             # the chunk's first tile when this is the second
