@@ -567,15 +567,6 @@ def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch
     return plan
 
 
-def _param_grads(acc: torch.Tensor, o_dA: int, d_inner: int, N: int, has_D: bool, has_db: bool):
-    """dA, dD, ddelta_bias: views of the accumulators, made after the launches (the host's time before them
-    is time the GPU waits, in a short scan)."""
-    dA = acc.as_strided((d_inner, N), (N, 1), o_dA)
-    dD = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N) if has_D else None
-    ddb = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N + d_inner) if has_db else None
-    return dA, dD, ddb
-
-
 def selective_scan_bwd(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -639,27 +630,30 @@ def selective_scan_bwd(
     if nothing:
         if dh0 is not None:
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
-        dA, dD, ddb = _param_grads(acc, o_dA, d_inner, N, D is not None, delta_bias is not None)
-        return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
-    args = [
-        u, delta, A, B, C,
-        D if D is not None else A, z if z is not None else u,
-        delta_bias if delta_bias is not None else A, h_chunks,
-        dy, dh_last if dh_last is not None else A,
-        du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
-        d_inner, L, N, d_inner // groups, seg_len, 1,
-    ]  # fmt: skip
-    # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
-    # outputs and accumulators are ours: fresh allocations)
-    spec = (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
-    if n_seg > 1:
-        launch_kernel_direct(
-            selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
-        )
-    LAST[:] = [
-        launch_kernel_direct(
-            selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False), **options
-        )
-    ]
-    dA, dD, ddb = _param_grads(acc, o_dA, d_inner, N, D is not None, delta_bias is not None)
+    else:
+        args = [
+            u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else u,
+            delta_bias if delta_bias is not None else A, h_chunks,
+            dy, dh_last if dh_last is not None else A,
+            du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
+            d_inner, L, N, d_inner // groups, seg_len, 1,
+        ]  # fmt: skip
+        # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors
+        # (the outputs and accumulators are ours: fresh allocations)
+        spec = (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
+        if n_seg > 1:
+            launch_kernel_direct(
+                selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
+            )
+        LAST[:] = [
+            launch_kernel_direct(
+                selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False), **options
+            )
+        ]
+    # dA, dD, ddelta_bias: views of the accumulators, made after the launches (the host's time before them
+    # is time the GPU waits, in a short scan)
+    dA = acc.as_strided((d_inner, N), (N, 1), o_dA)
+    dD = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N) if D is not None else None
+    ddb = acc.as_strided((d_inner,), (1,), o_dA + d_inner * N + d_inner) if delta_bias is not None else None
     return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
