@@ -342,18 +342,19 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
     forward for autograd) reads fp32 copies from layout.py. Both give the same y (fp32 inside both)."""
     x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
-    copies = []
-    real = kfwd.bc_layouts
+    copies = []  # per launch of layout.py: (fp32 (N, L) rows made, (L, N) rows made)
+    real = kfwd.launch_layouts
 
-    def spy(B, C, rows, last):
-        copies.append(rows)
-        return real(B, C, rows, last)
+    def spy(B, C, p_rows, p_last):
+        copies.append((p_rows is not None, p_last is not None))
+        return real(B, C, p_rows, p_last)
 
-    monkeypatch.setattr(kfwd, "bc_layouts", spy)
+    monkeypatch.setattr(kfwd, "launch_layouts", spy)
     y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
+    assert copies == []
     y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
     *_, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
-    assert copies == [False, True, True]
+    assert copies == [(True, False), (True, True)]
     assert torch.equal(y_native, y_copied)
     assert torch.equal(Bt, x["B"].float().transpose(-1, -2)) and torch.equal(
         Ct, x["C"].float().transpose(-1, -2)
@@ -368,6 +369,50 @@ def test_forward_writes_b_and_c_for_the_backward(forward_kernel):
     y, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)
     assert torch.equal(Bt, x["B"].transpose(-1, -2)) and torch.equal(Ct, x["C"].transpose(-1, -2))
     assert rel_error(scan_loop(*args[:8], delta_softplus=True)[0], y) <= FWD_TOL
+
+
+def test_packed_forward_keeps_its_outputs_in_one_allocation(forward_kernel):
+    """``packed``: h_last, the saved states and the backward's B, C come back as addresses in one fp32
+    allocation (no tensor view made), holding what the unpacked call returns as tensors. B, C
+    (batch, N, L) go in without a groups axis; 5 segments (the time kernel: a carry in the allocation)."""
+    from minimamba.kernels.selective_scan.launch import Slot
+
+    x = make_inputs(2, 4, 37, 3)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], x["h0"], True, True)
+    y, h_last, h_chunks, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)
+    y_p, work, (s_last, s_chunks, s_bc) = kfwd.selective_scan_fwd(
+        *args, block_d=2, seg_len=8, bc_last=True, packed=True
+    )
+    assert all(isinstance(s, Slot) and s.base is work for s in (s_last, s_chunks, s_bc))
+    assert work.dtype == torch.float32 and work.dim() == 1
+    assert (
+        torch.equal(y, y_p) and torch.equal(h_last, s_last.view()) and torch.equal(h_chunks, s_chunks.view())
+    )
+    assert torch.equal(torch.stack([Bt, Ct]), s_bc.view()) and s_bc.shape == (2, 2, 1, 37, 3)
+    assert s_chunks.view().data_ptr() == int(s_chunks)
+    assert all((int(s) - work.data_ptr()) % 128 == 0 for s in (s_last, s_chunks, s_bc))  # 128-byte pieces
+    Ct_slot = s_bc.at(2 * 37 * 3, (2, 1, 37, 3))
+    assert torch.equal(Ct_slot.view(), Ct) and Ct_slot.data_ptr() == int(s_bc) + 4 * 2 * 37 * 3
+    y_ref, h_ref = scan_loop(*args[:8], delta_softplus=True, h0=x["h0"])
+    assert rel_error(y_ref, y_p) <= FWD_TOL and rel_error(h_ref, s_last.view()) <= FWD_TOL
+
+
+def test_returned_last_state_is_the_callers(forward_kernel):
+    """With autograd, h_last is a tensor of its own: changing it in place does not touch what the
+    backward reads (one allocation with the saved states). Without autograd, the same h_last."""
+    x = make_inputs(1, 3, 9, 2)
+    u = x["u"].clone().requires_grad_()
+    y, h = selective_scan_fn(u, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], return_last_state=True)
+    with torch.no_grad():
+        y_ng, h_ng = selective_scan_fn(u, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
+                                       return_last_state=True)  # fmt: skip
+    assert torch.equal(y, y_ng) and torch.equal(h, h_ng)
+    h.mul_(2.0)  # an in-place change of an output: the backward of y must not see it
+    (du,) = torch.autograd.grad(y.sum(), [u])
+    ud = x["u"].double().requires_grad_()
+    y_ref, _ = scan_loop(ud, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"])
+    (du_ref,) = torch.autograd.grad(y_ref.sum(), [ud])
+    assert rel_error(du_ref, du) <= GRAD_TOL
 
 
 def test_last_state_gradient_alone(forward_kernel):

@@ -612,6 +612,29 @@ def selective_scan_bwd(
     )
     dev, f32 = u.device, torch.float32
     nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
+    # The accumulators, in the order the kernel reads them: dB and dC as (L, N) rows, dA, dD, ddelta_bias,
+    # the segment pass's μ and ΣΔ, the counts of blocks done. They start at zero: with segments the
+    # segment pass writes the zeros (ZERO), else a fill.
+    rows = batch * groups * L * N
+    o_dA = 2 * rows
+    size = o_dA + d_inner * N + 2 * d_inner + batch * d_inner * n_seg * (N + 1) + batch * groups * n_seg
+    acc = (_empty if n_seg > 1 and not nothing else torch.zeros)((size,), device=dev, dtype=f32)
+    inputs = [
+        u, delta, A, B, C,
+        D if D is not None else A, z if z is not None else u,
+        delta_bias if delta_bias is not None else A, h_chunks,
+        dy, dh_last if dh_last is not None else A,
+    ]  # fmt: skip
+    sizes = [d_inner, L, N, d_inner // groups, seg_len, 1]
+    # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
+    # outputs and accumulators are ours: fresh allocations)
+    spec = None if nothing else (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in inputs))
+    if n_seg > 1 and not nothing:  # launched before the outputs exist (it writes none of them): the
+        # host's time before the first launch is time the GPU waits, in a short scan
+        args = [*inputs, *[acc] * 7, *sizes]
+        launch_kernel_direct(
+            selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
+        )
     out = torch.zeros if nothing else torch.empty
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
@@ -620,32 +643,12 @@ def selective_scan_bwd(
     shape = (batch, groups, N, L) if bc_shape is None else bc_shape
     dB = out(shape, device=dev, dtype=bc_dtypes[0])
     dC = out(shape, device=dev, dtype=bc_dtypes[1])
-    # The accumulators, in the order the kernel reads them: dB and dC as (L, N) rows, dA, dD, ddelta_bias,
-    # the segment pass's μ and ΣΔ, the counts of blocks done. They start at zero: with segments the
-    # segment pass writes the zeros (ZERO), else a fill.
-    rows = batch * groups * L * N
-    o_dA = 2 * rows
-    size = o_dA + d_inner * N + 2 * d_inner + batch * d_inner * n_seg * (N + 1) + batch * groups * n_seg
-    acc = (_empty if n_seg > 1 and not nothing else torch.zeros)((size,), device=dev, dtype=f32)
     if nothing:
         if dh0 is not None:
             dh0 = dh_last.clone() if dh_last is not None else dh0.zero_()
     else:
-        args = [
-            u, delta, A, B, C,
-            D if D is not None else A, z if z is not None else u,
-            delta_bias if delta_bias is not None else A, h_chunks,
-            dy, dh_last if dh_last is not None else A,
-            du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
-            d_inner, L, N, d_inner // groups, seg_len, 1,
-        ]  # fmt: skip
-        # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors
-        # (the outputs and accumulators are ours: fresh allocations)
-        spec = (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:11]))
-        if n_seg > 1:
-            launch_kernel_direct(
-                selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
-            )
+        args = [*inputs, du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
+                *sizes]  # fmt: skip
         LAST[:] = [
             launch_kernel_direct(
                 selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False), **options

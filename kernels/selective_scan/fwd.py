@@ -40,8 +40,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import Slot
 from .launch import launch as launch_kernel_direct
-from .layout import bc_layouts
+from .layout import launch_layouts
 
 __all__ = ["selective_scan_fwd"]
 
@@ -378,6 +379,32 @@ def _contiguous(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tens
     return t.to(dtype, memory_format=torch.contiguous_format)
 
 
+def scratch(device, parts: list, packed: bool):
+    """Buffers for a launch: ``parts`` is a list of (shape, returned) in fp32, None for a part not needed.
+    Every part in one allocation, handed to the kernels as :class:`~.launch.Slot` s (``packed``, or not
+    returned to the caller); a part returned unpacked is a tensor of its own (the outputs of a custom op
+    must not share memory). Each part starts on a 128-byte boundary. Returns (the allocation, the parts)."""
+    offsets, total = [], 0
+    for part in parts:
+        offsets.append(total)
+        if part is not None and (packed or not part[1]):
+            n = 1
+            for size in part[0]:
+                n *= size
+            total += -(-n // 32) * 32
+    work = torch.empty((total,), device=device, dtype=torch.float32) if total else None
+    address = work.data_ptr() if total else 0
+    out = []
+    for part, offset in zip(parts, offsets):
+        if part is None:
+            out.append(None)
+        elif packed or not part[1]:
+            out.append(Slot(work, address, offset, part[0]))
+        else:
+            out.append(torch.empty(part[0], device=device, dtype=torch.float32))
+    return work, out
+
+
 def selective_scan_fwd(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -393,12 +420,13 @@ def selective_scan_fwd(
     chunk: int = CHUNK,
     *,
     bc_last: bool = False,
+    packed: bool = False,
     **launch,
 ) -> tuple:
-    """Launch the forward on validated tensors (u, delta, z contiguous); B, C (batch, groups, N, L) in any
-    float dtype and layout: the channel kernel reads them as fp32 (every thread reads the whole B/C tile:
-    converting it there would cost 25% more instructions per step), the time kernel as they come
-    (one thread converts each element it loads), both contiguous.
+    """Launch the forward on validated tensors (u, delta, z contiguous); B, C (batch, N, L) or (batch,
+    groups, N, L) in any float dtype and layout: the channel kernel reads them as fp32 (every thread reads
+    the whole B/C tile: converting it there would cost 25% more instructions per step), the time kernel as
+    they come (one thread converts each element it loads), both contiguous.
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
     every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
@@ -407,56 +435,84 @@ def selective_scan_fwd(
 
     ``bc_last``: also return B and C as the backward reads them, (batch, groups, L, N) fp32, made in the
     launch that makes the channel kernel's fp32 copies (:mod:`layout`): (y, h_last, h_chunks, Bt, Ct).
+
+    ``packed``: return (y, work, slots) instead: every fp32 output in the one allocation ``work``, and
+    ``slots`` = (h_last, h_chunks, Bt and Ct) as :class:`~.launch.Slot` s (None where not made; Bt and Ct
+    one after the other). No tensor view is made: the eager autograd path saves ``work`` and hands the
+    slots to the backward (each view costs host time, which decides the time of a short scan).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
-    groups = B.shape[1]
-    assert B.shape[2:] == (N, L), "B and C are (batch, groups, N, L) here"
+    groups = B.shape[1] if B.dim() == 4 else 1
+    assert B.dim() in (3, 4) and B.shape[-2:] == (N, L), "B and C are (batch, [groups,] N, L) here"
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), h0 is not None,
              bool(save_chunks))  # fmt: skip
     key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
     plan = _plan(key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch)
-    dev, f32 = u.device, torch.float32
-    y = torch.empty_like(u)
-    h_last = torch.empty(batch, d_inner, N, device=dev, dtype=f32)
-    shape = (batch, cdiv(L, chunk), N, d_inner) if save_chunks else (0,)
-    h_chunks = torch.empty(shape, device=dev, dtype=f32)
-    if batch * d_inner == 0 or L == 0:  # nothing to scan: the state passes straight through
-        if batch * d_inner:
-            h_last.copy_(h0) if h0 is not None else h_last.zero_()
-        return (y, h_last, h_chunks, *bc_layouts(B, C, False, True)[2:]) if bc_last else (y, h_last, h_chunks)
+    nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
     time_kernel = plan[0] == "time"
-    if time_kernel:  # it reads B and C in their own dtype
-        B, C, Bt, Ct = bc_layouts(B, C, False, bc_last)
-        B, C = B.contiguous(), C.contiguous()
+    f32 = torch.float32
+    if time_kernel or nothing:  # the time kernel reads B and C in their own dtype
+        convert = False
     else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
-        as_given = B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
-            B.dtype == f32 or (plan[7] and not bc_last)
+        convert = not (
+            B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
+                B.dtype == f32 or (plan[7] and not bc_last)
+            )
         )  # fmt: skip
-        B, C, Bt, Ct = bc_layouts(B, C, not as_given, bc_last)
-    args = [
-        u, delta, A, B, C,
-        D if D is not None else A, z if z is not None else u,
-        delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
-        y, h_last, h_chunks if save_chunks else h_last,
-    ]  # fmt: skip
-    # what Triton specialises on beyond the plan: the dtypes and the 16-byte alignment of the caller's tensors
-    spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:9]))
-    if time_kernel:
-        _, grid, num_warps, consts, options = plan
-        carry = torch.empty(batch, 2, d_inner, N, device=dev, dtype=f32)
-        args += [carry, d_inner, L, N, d_inner // groups]
-        kernel = selective_scan_fwd_time_kernel
-        LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
-        return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
-    _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _ = plan
-    seg_h = torch.empty(batch, d_inner, n_seg, N, device=dev, dtype=f32) if n_seg > 1 else h_last
-    seg_dsum = torch.empty(batch, d_inner, n_seg, device=dev, dtype=f32) if n_seg > 1 else h_last
-    args += [seg_h, seg_dsum, d_inner, L, N, d_inner // groups, seg_len, 1]
-    if n_seg > 1:
-        launch_kernel_direct(selective_scan_fwd_kernel, grid, args, seg_consts, num_warps, (spec, True))
-    LAST[:] = [launch_kernel_direct(selective_scan_fwd_kernel, grid, args, consts, num_warps, (spec, False))]
-    return (y, h_last, h_chunks, Bt, Ct) if bc_last else (y, h_last, h_chunks)
+    n_seg = 1 if time_kernel else plan[3]
+    bc_rows, bc_t = (2, batch, groups, N, L), (2, batch, groups, L, N)
+    work, (h_last, h_chunks, last, rows, carry, seg_h, seg_dsum) = scratch(u.device, [
+        ((batch, d_inner, N), True),
+        ((batch, cdiv(L, chunk), N, d_inner), True) if save_chunks else None,
+        (bc_t, True) if bc_last else None,
+        (bc_rows, False) if convert else None,
+        ((batch, 2, d_inner, N), False) if time_kernel and not nothing else None,
+        ((batch, d_inner, n_seg, N), False) if n_seg > 1 and not nothing else None,
+        ((batch, d_inner, n_seg), False) if n_seg > 1 and not nothing else None,
+    ], packed)  # fmt: skip
+    y = torch.empty_like(u)
+    if rows is not None or last is not None:
+        launch_layouts(B, C, rows, last)
+    if nothing:
+        if batch * d_inner:
+            hl = h_last.view() if isinstance(h_last, Slot) else h_last
+            hl.copy_(h0) if h0 is not None else hl.zero_()
+    elif time_kernel or rows is None:
+        B, C = B.contiguous(), C.contiguous()
+    else:
+        B, C = rows.at(0, bc_rows[1:]), rows.at(batch * groups * N * L, bc_rows[1:])
+    if not nothing:
+        args = [
+            u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else u,
+            delta_bias if delta_bias is not None else A, h0 if h0 is not None else h_last,
+            y, h_last, h_chunks if save_chunks else h_last,
+        ]  # fmt: skip
+        # what Triton specialises on beyond the plan: the dtypes and the 16-byte alignment of the caller's
+        # tensors
+        spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:9]))
+        if time_kernel:
+            _, grid, num_warps, consts, options = plan
+            args += [carry, d_inner, L, N, d_inner // groups]
+            kernel = selective_scan_fwd_time_kernel
+            LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
+        else:
+            _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _ = plan
+            args += [seg_h if n_seg > 1 else h_last, seg_dsum if n_seg > 1 else h_last,
+                     d_inner, L, N, d_inner // groups, seg_len, 1]  # fmt: skip
+            kernel = selective_scan_fwd_kernel
+            if n_seg > 1:
+                launch_kernel_direct(kernel, grid, args, seg_consts, num_warps, (spec, True))
+            LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, (spec, False))]
+    if packed:
+        return y, work, (h_last, h_chunks, last)
+    if h_chunks is None:
+        h_chunks = torch.empty((0,), device=u.device, dtype=f32)
+    if not bc_last:
+        return y, h_last, h_chunks
+    Bt, Ct = last.unbind(0)
+    return y, h_last, h_chunks, Bt, Ct
 
 
 # the kernel parallel along time reuses softplus and LOG2E from this module: imported last

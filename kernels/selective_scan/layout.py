@@ -21,7 +21,7 @@ import triton.language as tl
 
 from .launch import launch as launch_kernel_direct
 
-__all__ = ["bc_layouts"]
+__all__ = ["bc_layouts", "launch_layouts"]
 
 
 @triton.jit
@@ -72,6 +72,35 @@ def bc_layouts_kernel(
     _copy_one(p_C, p_rows + one, p_last + one, o_C, o_rows, o_last, m, ROWS, LAST)
 
 
+def _strides4(t: torch.Tensor) -> tuple:
+    """The (batch, groups, N, L) strides of B or C, given as (batch, N, L) (one group) or with groups."""
+    s = t.stride()
+    return (s[0], 0, s[1], s[2]) if t.dim() == 3 else s
+
+
+def launch_layouts(B: torch.Tensor, C: torch.Tensor, p_rows, p_last) -> None:
+    """Copy B and C ((batch, N, L) or (batch, groups, N, L), same shape, any dtype and strides) into
+    ``p_rows`` as fp32 (2, batch, groups, N, L) and/or into ``p_last`` as fp32 (2, batch, groups, L, N):
+    contiguous tensors or :class:`~.launch.Slot` s, None for a copy not asked for. One launch."""
+    batch, N, L = B.shape[0], B.shape[-2], B.shape[-1]
+    groups = B.shape[1] if B.dim() == 4 else 1
+    assert C.shape == B.shape, "B and C have one shape here"
+    rows, last = p_rows is not None, p_last is not None
+    if not (rows or last) or B.numel() == 0:
+        return
+    block_n = max(2, 1 << (N - 1).bit_length())
+    block_l = max(2, min(4096 // block_n, 1 << (L - 1).bit_length()))
+    grid = (-(-L // block_l), batch * groups, 1)
+    # a copy not asked for: the other's pointer, never written
+    args = [B, C, p_rows if rows else p_last, p_last if last else p_rows, groups, N, L, *_strides4(B),
+            *_strides4(C), B.numel()]  # fmt: skip
+    consts = dict(BLOCK_N=block_n, BLOCK_L=block_l, ROWS=rows, LAST=last)
+    # what Triton specialises on: dtypes, alignment of B and C (the outputs are fresh), the integers
+    key = (rows, last, B.shape, B.stride(), C.stride(), B.dtype, C.dtype, B.data_ptr() % 16 == 0,
+           C.data_ptr() % 16 == 0)  # fmt: skip
+    launch_kernel_direct(bc_layouts_kernel, grid, args, consts, 4, key)
+
+
 def bc_layouts(B: torch.Tensor, C: torch.Tensor, rows: bool, last: bool):
     """B and C (batch, groups, N, L), same shape, any dtype and strides → (B32, C32, Bt, Ct): fp32
     contiguous (batch, groups, N, L) copies when ``rows`` (else B and C as given), and fp32 contiguous
@@ -79,22 +108,10 @@ def bc_layouts(B: torch.Tensor, C: torch.Tensor, rows: bool, last: bool):
     if not (rows or last):
         return B, C, None, None
     batch, groups, N, L = B.shape
-    assert C.shape == B.shape, "B and C have one shape here"
     dev, f32 = B.device, torch.float32
     out_rows = torch.empty((2, batch, groups, N, L), device=dev, dtype=f32) if rows else None
     out_last = torch.empty((2, batch, groups, L, N), device=dev, dtype=f32) if last else None
-    if B.numel():
-        block_n = max(2, 1 << (N - 1).bit_length())
-        block_l = max(2, min(4096 // block_n, 1 << (L - 1).bit_length()))
-        grid = (-(-L // block_l), batch * groups, 1)
-        p_rows = out_rows if rows else out_last  # a copy not asked for: its pointer is never written
-        p_last = out_last if last else out_rows
-        args = [B, C, p_rows, p_last, groups, N, L, *B.stride(), *C.stride(), B.numel()]
-        consts = dict(BLOCK_N=block_n, BLOCK_L=block_l, ROWS=rows, LAST=last)
-        # what Triton specialises on: dtypes, alignment of B and C (the outputs are fresh), the integers
-        key = (rows, last, B.shape, B.stride(), C.stride(), B.dtype, C.dtype, B.data_ptr() % 16 == 0,
-               C.data_ptr() % 16 == 0)  # fmt: skip
-        launch_kernel_direct(bc_layouts_kernel, grid, args, consts, 4, key)
+    launch_layouts(B, C, out_rows, out_last)
     B32, C32 = out_rows.unbind(0) if rows else (B, C)
     Bt, Ct = out_last.unbind(0) if last else (None, None)
     return B32, C32, Bt, Ct

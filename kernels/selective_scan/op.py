@@ -18,6 +18,7 @@ from minimamba.scan import check_scan_args
 from . import bwd as _bwd
 from . import fwd as _fwd
 from .fwd import CHUNK
+from .launch import Slot
 from .layout import bc_layouts
 
 __all__ = ["selective_scan_fn"]
@@ -224,28 +225,37 @@ class _EagerScan(torch.autograd.Function):
 
     - ``torch.library.custom_op`` costs about 0.35 ms per call on the H200's host (torch 2.11, measured
       with ``profile.py --host``), so eager calls come here; ``torch.compile`` still sees the custom op.
-    - B and C come as the caller gave them, (batch, N, L) or (batch, groups, N, L): reshaping them here
-      rather than outside keeps autograd from recording (and running) a node per view.
+    - B and C go to the kernels as the caller gave them, (batch, N, L) or (batch, groups, N, L): no view
+      (a view outside would also make autograd record, and run, a node).
+    - The forward's fp32 outputs (h_last, the saved states, B and C as the backward reads them) are one
+      allocation, saved as one tensor; the kernels get addresses in it (``launch.Slot``), not views.
     - The saved states are not an output, and h_last only when the caller asked for it.
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
         delta_softplus, return_last = flags
-        B4, C4 = _with_groups(B), _with_groups(C)
-        y, h_last, h_chunks, Bt, Ct = _forward(
-            u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True
+        y, work, (h_last, h_chunks, bc_t) = _fwd.selective_scan_fwd(
+            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True, packed=True
         )
-        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks)
-        ctx.flags = (delta_softplus, h0 is not None, B.shape, (B.dtype, C.dtype))
+        # the states and B, C for the backward live in one allocation: one tensor to save, and the
+        # backward finds each piece at its offset
+        ctx.save_for_backward(u, delta, A, D, z, delta_bias, work)
+        pieces = (h_chunks.offset, h_chunks.shape, bc_t.offset, bc_t.shape[1:])
+        ctx.flags = (delta_softplus, h0 is not None, B.shape, (B.dtype, C.dtype), pieces)
         ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
-        return (y, h_last) if return_last else y
+        if return_last:  # a tensor of its own: the caller may change it in place
+            return y, h_last.view().clone()
+        return y
 
     @staticmethod
     def backward(ctx, dy, dh_last=None):
-        delta_softplus, has_h0, bc_shape, bc_dtypes = ctx.flags
-        u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks = ctx.saved_tensors
-        saved = (u, delta, A, D, z, delta_bias, h_chunks)
+        delta_softplus, has_h0, bc_shape, bc_dtypes, (o_hc, hc_shape, o_bc, bc_t) = ctx.flags
+        u, delta, A, D, z, delta_bias, work = ctx.saved_tensors
+        address = work.data_ptr()
+        Bt = Slot(work, address, o_bc, bc_t)
+        Ct = Bt.at(bc_t[0] * bc_t[1] * bc_t[2] * bc_t[3], bc_t)
+        saved = (u, delta, A, D, z, delta_bias, Slot(work, address, o_hc, hc_shape))
         du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
             saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, has_h0, CHUNK
         )
@@ -355,6 +365,8 @@ def selective_scan_fn(
         out = _EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
         return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
-        B4, C4 = _with_groups(B), _with_groups(C)
-        y, h_last, _ = _forward(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, False, CHUNK)
+        y, _, (h_last, _, _) = _fwd.selective_scan_fwd(
+            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, False, CHUNK, packed=True
+        )
+        return (y, h_last.view()) if return_last_state else y
     return (y, h_last) if return_last_state else y
