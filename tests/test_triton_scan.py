@@ -338,8 +338,9 @@ def test_bc_layouts(rows, last, dtype):
 
 
 def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
-    """Short L without autograd: the channel kernel reads fp16 B and C as they are; longer L (or a
-    forward for autograd) reads fp32 copies from layout.py. Both give the same y (fp32 inside both)."""
+    """Short L: the channel kernel reads fp16 B and C as they are, and for autograd writes the backward's
+    fp32 (L, N) copies itself (no launch of layout.py); longer L, or ``native_bc_autograd`` off, reads fp32
+    copies from layout.py, which then also makes the backward's. The same y and copies every way."""
     x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
     copies = []  # per launch of layout.py: (fp32 (N, L) rows made, (L, N) rows made)
@@ -353,17 +354,24 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
     y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
     assert copies == []
     y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
-    *_, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
-    assert copies == [(True, False), (True, True)]
-    assert torch.equal(y_native, y_copied)
-    assert torch.equal(Bt, x["B"].float().transpose(-1, -2)) and torch.equal(
-        Ct, x["C"].float().transpose(-1, -2)
+    assert copies == [(True, False)]
+    y_w, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
+    assert copies == [(True, False)]  # written by the channel kernel
+    y_c, _, _, Bt_c, Ct_c = kfwd.selective_scan_fwd(
+        *args[:-1], True, native_bc_max_len=20, native_bc_autograd=False, bc_last=True
     )
+    assert copies == [(True, False), (True, True)]
+    assert torch.equal(y_native, y_copied) and torch.equal(y_native, y_w) and torch.equal(y_native, y_c)
+    for got in (Bt, Bt_c):
+        assert torch.equal(got, x["B"].float().transpose(-1, -2))
+    for got in (Ct, Ct_c):
+        assert torch.equal(got, x["C"].float().transpose(-1, -2))
 
 
 def test_forward_writes_b_and_c_for_the_backward(forward_kernel):
     """``bc_last``: the forward also returns B and C as the backward reads them, (batch, groups, L, N)
-    fp32, from the launch of layout.py, with either kernel. 2 sequences, 2 groups, 5 segments."""
+    fp32: written by the channel kernel (the first block of channels of each group, in each segment),
+    or by layout.py's launch for the time kernel. 2 sequences, 2 groups, 5 segments."""
     x = make_inputs(2, 8, 37, 3, groups=2)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True)
     y, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)
@@ -536,7 +544,8 @@ def test_profile_stamps_put_the_host_phases_in_order():
 
     real = (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct)
     med = profile.stamps((1, 4, 16, 4), "fp32", n=2, device="cpu")
-    order = ["start", "fwd_in", "lL_pre", "lL_post", "fL_pre", "fL_post", "fwd_out", "apply_ret", "bwd_in",
-             "bL_pre", "bL_post", "bwd_out", "grad_ret"]  # fmt: skip
+    order = ["start", "fwd_in", "fL_pre", "fL_post", "fwd_out", "apply_ret", "bwd_in", "bL_pre", "bL_post",
+             "bwd_out", "grad_ret"]  # fmt: skip
     assert [k for k in med if k in order] == order
+    assert "lL_pre" not in med  # fp32 B, C: the forward kernel writes the backward's copies, no layout.py
     assert (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct) == real

@@ -115,6 +115,7 @@ def selective_scan_fwd_kernel(
     p_h_chunks,  # (batch, n_chunks, N, d_inner) fp32: the state entering every CHUNK steps (SAVE_CHUNKS)
     p_seg_h,  # (batch, d_inner, n_seg, N) fp32: per segment, its end state from a zero start (segment 0: h0)
     p_seg_dsum,  # (batch, d_inner, n_seg) fp32: per segment, the sum of its Δ
+    p_bc_t,  # (2, batch, groups, L, N) fp32: B, C as the backward reads them (WRITE_BC)
     # ---- sizes ----
     d_inner,  # channels
     L,  # sequence length
@@ -135,6 +136,7 @@ def selective_scan_fwd_kernel(
     DELTA_SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr,
     SAVE_CHUNKS: tl.constexpr,
+    WRITE_BC: tl.constexpr = False,  # the first block of channels of a group also writes p_bc_t
 ):
     # ---- 1. which channels, which sequence and which segment this program owns ----
     i_d = tl.program_id(0)  # block of channels (fastest: neighbouring programs share B/C in L2)
@@ -150,6 +152,7 @@ def selective_scan_fwd_kernel(
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) row starts in u, delta, z, y
     o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) B, C at step 0 (one row per state)
+    o_row_t = (i_b * n_groups + i_g) * L * N + o_n  # (BLOCK_N,) B_0, C_0 in p_bc_t (WRITE_BC)
     # (channel, state) offsets. s_n (= 1) hides from the compiler that the states are contiguous in
     # memory: otherwise it would spread the states of a channel over 4 threads to vectorise this load,
     # and every step would then move data between threads.
@@ -218,6 +221,13 @@ def selective_scan_fwd_kernel(
             b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
         else:
             b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
+            if WRITE_BC:  # B and C as (L, N) fp32 rows for the backward, by one block of the group
+                if (i_d * BLOCK_D) % d_per_group == 0:
+                    o_tn = o_row_t[:, None] + o_l[None, :] * N
+                    tl.store(p_bc_t + o_tn, b_B, mask=m_nl)
+                    tl.store(
+                        p_bc_t + tl.num_programs(1).to(tl.int64) * n_groups * L * N + o_tn, b_C, mask=m_nl
+                    )
             C0, C1, C2, C3 = split4(b_C)
             # the scan, step by step in registers: h ← exp(ΔA) h + Δu B, then y_t = C_t · h (a sum
             # over the states, inside the thread)
@@ -289,12 +299,13 @@ def default_config(
     per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
     the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md).
 
-    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are, when nothing
-    else needs an fp32 copy (inference): 13% more kernel time at L = 512 (0.109 against 0.096 ms), less
-    than the host time of a copy's launch, which decides a call that short; beyond it the copy pays (0.410
-    against 0.338 ms at L = 2048; RESULTS.md, fourth session). Not for autograd: saving the states too,
-    the forward reading them as given takes 0.158 ms against 0.121 (fifth session: +0.05 ms of GPU time
-    in a forward + backward, more than the host time of the fp32 copy, which shares layout.py's launch)."""
+    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are: 13% more
+    kernel time at L = 512 (0.109 against 0.096 ms), less than the host time of a copy's launch, which
+    decides a call that short; beyond it the copy pays (0.410 against 0.338 ms at L = 2048; RESULTS.md,
+    fourth session). ``native_bc_autograd``: also for autograd, where the kernel then writes the
+    backward's fp32 (L, N) copies of B and C itself (``WRITE_BC``) and layout.py is not launched at all;
+    saving the states too, reading 16-bit B and C as given costs GPU time (0.158 against 0.121 ms,
+    fifth session), the launch it saves costs host time (RESULTS.md, sixth session)."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
@@ -365,8 +376,9 @@ def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch
             )  # fmt: skip
             seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
             grid = (cdiv(d_inner, block_d), batch, n_seg)
-            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len,
-                    L <= cfg["native_bc_max_len"])  # fmt: skip
+            native = L <= cfg["native_bc_max_len"]
+            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len, native,
+                    native and cfg.get("native_bc_autograd", True), {**consts, "WRITE_BC": True})  # fmt: skip
         _PLANS[key] = plan
     return plan
 
@@ -457,9 +469,11 @@ def selective_scan_fwd(
     else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
         convert = not (
             B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
-                B.dtype == f32 or (plan[7] and not bc_last)
+                B.dtype == f32 or plan[8 if bc_last else 7]
             )
         )  # fmt: skip
+    # B, C for the backward: written by the channel kernel when it reads them as given, else by layout.py
+    write_bc = bc_last and not (time_kernel or nothing or convert)
     n_seg = 1 if time_kernel else plan[3]
     bc_rows, bc_t = (2, batch, groups, N, L), (2, batch, groups, L, N)
     work, (h_last, h_chunks, last, rows, carry, seg_h, seg_dsum) = scratch(u.device, [
@@ -472,8 +486,8 @@ def selective_scan_fwd(
         ((batch, d_inner, n_seg), False) if n_seg > 1 and not nothing else None,
     ], packed)  # fmt: skip
     y = torch.empty_like(u)
-    if rows is not None or last is not None:
-        launch_layouts(B, C, rows, last)
+    if rows is not None or (last is not None and not write_bc):
+        launch_layouts(B, C, rows, None if write_bc else last)
     if nothing:
         if batch * d_inner:
             hl = h_last.view() if isinstance(h_last, Slot) else h_last
@@ -498,13 +512,14 @@ def selective_scan_fwd(
             kernel = selective_scan_fwd_time_kernel
             LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
         else:
-            _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _ = plan
+            _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _, _, consts_bc = plan
             args += [seg_h if n_seg > 1 else h_last, seg_dsum if n_seg > 1 else h_last,
-                     d_inner, L, N, d_inner // groups, seg_len, 1]  # fmt: skip
+                     last if write_bc else h_last, d_inner, L, N, d_inner // groups, seg_len, 1]  # fmt: skip
             kernel = selective_scan_fwd_kernel
             if n_seg > 1:
                 launch_kernel_direct(kernel, grid, args, seg_consts, num_warps, (spec, True))
-            LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, (spec, False))]
+            main = (consts_bc, (spec, write_bc)) if write_bc else (consts, (spec, False))
+            LAST[:] = [launch_kernel_direct(kernel, grid, args, main[0], num_warps, main[1])]
     if packed:
         return y, work, (h_last, h_chunks, last)
     if h_chunks is None:
