@@ -309,11 +309,11 @@ def default_config(
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
-                "native_bc_max_len": 16, **OVERRIDES}  # fmt: skip
+                "native_bc_max_len": 16, "native_bc_autograd": True, **OVERRIDES}  # fmt: skip
     half = dtype in (torch.float16, torch.bfloat16)
     return {"num_warps": 1, "stages": 4 if half else 3, "target": 2 * 132, "time": None,
             "time_block_d": 2 if half else 4, "time_block_t": 512, "time_warps": 2 if half else 4,
-            "time_maxnreg": 168, "native_bc_max_len": 512, **OVERRIDES}  # fmt: skip
+            "time_maxnreg": 168, "native_bc_max_len": 512, "native_bc_autograd": True, **OVERRIDES}  # fmt: skip
 
 
 def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
@@ -372,13 +372,13 @@ def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch
         else:
             consts = dict(
                 BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-                STATE_ONLY=False, HAS_SEG=n_seg > 1, **switches,
+                STATE_ONLY=False, HAS_SEG=n_seg > 1, WRITE_BC=False, **switches,
             )  # fmt: skip
             seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
             grid = (cdiv(d_inner, block_d), batch, n_seg)
             native = L <= cfg["native_bc_max_len"]
             plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len, native,
-                    native and cfg.get("native_bc_autograd", True), {**consts, "WRITE_BC": True})  # fmt: skip
+                    native and cfg["native_bc_autograd"], {**consts, "WRITE_BC": True})  # fmt: skip
         _PLANS[key] = plan
     return plan
 
