@@ -97,6 +97,17 @@ def join4(x0, x1, x2, x3):
     return tl.reshape(tl.join(tl.join(x0, x2), tl.join(x1, x3)), x0.shape + [4])
 
 
+@triton.jit
+def _bc_rows(p_in, p_out, t_lo, t_hi, N, L, BLOCK_N: tl.constexpr):
+    """Steps [t_lo, t_hi) of one sequence and group of B (or C), from (N, L) in its dtype to (L, N) fp32."""
+    o_n = tl.arange(0, BLOCK_N)
+    for t in range(t_lo, t_hi, 32):
+        o_t = t + tl.arange(0, 32)
+        m = (o_n[:, None] < N) & (o_t[None, :] < t_hi)
+        v = tl.load(p_in + o_n[:, None] * L + o_t[None, :], mask=m, other=0.0).to(tl.float32)
+        tl.store(p_out + o_t[None, :] * N + o_n[:, None], v, mask=m)
+
+
 @triton.jit(do_not_specialize=["s_n"])
 def selective_scan_fwd_kernel(
     # ---- inputs (contiguous) ----
@@ -152,7 +163,6 @@ def selective_scan_fwd_kernel(
     n_groups = d_inner // d_per_group
     o_row_d = (i_b * d_inner + o_d) * L  # (BLOCK_D,) row starts in u, delta, z, y
     o_row_n = ((i_b * n_groups + i_g) * N + o_n) * L  # (BLOCK_N,) B, C at step 0 (one row per state)
-    o_row_t = (i_b * n_groups + i_g) * L * N + o_n  # (BLOCK_N,) B_0, C_0 in p_bc_t (WRITE_BC)
     # (channel, state) offsets. s_n (= 1) hides from the compiler that the states are contiguous in
     # memory: otherwise it would spread the states of a channel over 4 threads to vectorise this load,
     # and every step would then move data between threads.
@@ -221,13 +231,6 @@ def selective_scan_fwd_kernel(
             b_h = tl.exp2(dt3[:, None] * b_A2) * b_h + du3[:, None] * B3[None, :]
         else:
             b_C = tl.load(p_C + o_nl, mask=m_nl, other=0.0).to(tl.float32)
-            if WRITE_BC:  # B and C as (L, N) fp32 rows for the backward, by one block of the group
-                if (i_d * BLOCK_D) % d_per_group == 0:
-                    o_tn = o_row_t[:, None] + o_l[None, :] * N
-                    tl.store(p_bc_t + o_tn, b_B, mask=m_nl)
-                    tl.store(
-                        p_bc_t + tl.num_programs(1).to(tl.int64) * n_groups * L * N + o_tn, b_C, mask=m_nl
-                    )
             C0, C1, C2, C3 = split4(b_C)
             # the scan, step by step in registers: h ← exp(ΔA) h + Δu B, then y_t = C_t · h (a sum
             # over the states, inside the thread)
@@ -255,6 +258,14 @@ def selective_scan_fwd_kernel(
         tl.store(p_seg_h + (o_bd * n_seg + i_s) * N + o_n[None, :], b_h, mask=m_state)
     elif i_s == n_seg - 1:
         tl.store(p_h_last + o_state, b_h, mask=m_state)
+    if WRITE_BC and not STATE_ONLY:  # B and C of this segment as (L, N) fp32 rows, for the backward, by the
+        # group's first block of channels. After the loop: stored inside the pipelined loop, the tiles gave
+        # a wrong y on the H200 (right under the interpreter; RESULTS.md, fourth and sixth sessions)
+        if (i_d * BLOCK_D) % d_per_group == 0:
+            o_bg = i_b * n_groups + i_g
+            n_bc = tl.num_programs(1).to(tl.int64) * n_groups * L * N
+            _bc_rows(p_B + o_bg * N * L, p_bc_t + o_bg * L * N, t_start, t_end, N, L, BLOCK_N)
+            _bc_rows(p_C + o_bg * N * L, p_bc_t + n_bc + o_bg * L * N, t_start, t_end, N, L, BLOCK_N)
 
 
 def cdiv(a: int, b: int) -> int:
