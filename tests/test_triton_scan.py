@@ -518,6 +518,36 @@ def test_direct_launch_key_follows_triton_specialisation():
     assert base != _key("f", [x, 32], {"A": 1}, 2)  # num_warps
 
 
+def test_direct_launch_keys_name_one_variant_each(monkeypatch):
+    """On a GPU, launch.py keeps compiled kernels under the key each caller gives: one key must never
+    stand for two sets of constexprs (the segment pass, the main pass, the main pass that writes B and C
+    for the backward...). Every launch of a forward + backward with segments, and of a forward alone."""
+    seen: dict = {}
+
+    def spy_on(module):
+        real = module.launch_kernel_direct
+
+        def spy(fn, grid, args, consts, num_warps, key=None, **options):
+            variant = (fn, tuple(sorted(consts.items())), num_warps, tuple(options.items()))
+            assert seen.setdefault((fn, key), variant) == variant, key
+            return real(fn, grid, args, consts, num_warps, key, **options)
+
+        monkeypatch.setattr(module, "launch_kernel_direct", spy)
+
+    spy_on(kfwd)
+    spy_on(kbwd)
+    x = make_inputs(1, 4, 37, 3, groups=1)
+    leaves = [x[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")]
+    for seg_len in (8, 64):
+        monkeypatch.setitem(kfwd.OVERRIDES, "seg_len", seg_len)
+        monkeypatch.setitem(kbwd.OVERRIDES, "seg_len", seg_len)
+        y = selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
+        torch.autograd.grad(y.sum(), leaves)
+        with torch.no_grad():
+            selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
+    assert len(seen) >= 6  # fwd: segment pass, main pass, main pass writing B/C; bwd: both passes
+
+
 def test_b_and_c_with_different_group_counts(forward_kernel):
     """B with 2 groups, C with 1 (given (batch, N, L)): each channel still meets its own group of each, as in
     minimamba.scan's float64 reference (the kernels take one group count for both: the smaller one is

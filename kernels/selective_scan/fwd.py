@@ -529,7 +529,8 @@ def selective_scan_fwd(
             kernel = selective_scan_fwd_kernel
             if n_seg > 1:
                 launch_kernel_direct(kernel, grid, args, seg_consts, num_warps, (spec, True))
-            main = (consts_bc, (spec, write_bc)) if write_bc else (consts, (spec, False))
+            # the direct launcher's cache key names the variant: segment pass, main pass, main pass writing B, C
+            main = (consts_bc, (spec, "write_bc")) if write_bc else (consts, (spec, False))
             LAST[:] = [launch_kernel_direct(kernel, grid, args, main[0], num_warps, main[1])]
     if packed:
         return y, work, (h_last, h_chunks, last)
