@@ -483,8 +483,10 @@ def selective_scan_fwd(
                 B.dtype == f32 or plan[8 if bc_last else 7]
             )
         )  # fmt: skip
-    # B, C for the backward: written by the channel kernel when it reads them as given, else by layout.py
-    write_bc = bc_last and not (time_kernel or nothing or convert)
+    # B, C for the backward: written by the channel kernel when it reads them as given and L is short (the
+    # group's first block of channels copies them after its scan: a tail that a long L makes longer than
+    # a launch of layout.py, 0.3 ms at (8, 1536, 8192, 16) fp32; RESULTS.md, sixth session)
+    write_bc = bc_last and not (time_kernel or nothing or convert) and plan[7]
     n_seg = 1 if time_kernel else plan[3]
     bc_rows, bc_t = (2, batch, groups, N, L), (2, batch, groups, L, N)
     work, (h_last, h_chunks, last, rows, carry, seg_h, seg_dsum) = scratch(u.device, [
