@@ -538,14 +538,17 @@ def test_direct_launch_keys_name_one_variant_each(monkeypatch):
     spy_on(kbwd)
     x = make_inputs(1, 4, 37, 3, groups=1)
     leaves = [x[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")]
-    for seg_len in (8, 64):
+    for seg_len, native_max in ((8, 16), (64, 16), (8, 64), (64, 64)):  # native: the kernel writes B, C
         monkeypatch.setitem(kfwd.OVERRIDES, "seg_len", seg_len)
+        monkeypatch.setitem(kfwd.OVERRIDES, "native_bc_max_len", native_max)
         monkeypatch.setitem(kbwd.OVERRIDES, "seg_len", seg_len)
         y = selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
         torch.autograd.grad(y.sum(), leaves)
         with torch.no_grad():
             selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
-    assert len(seen) >= 6  # fwd: segment pass, main pass, main pass writing B/C; bwd: both passes
+    consts = [dict(v[1]) for k, v in seen.items() if k[0] is kfwd.selective_scan_fwd_kernel]
+    assert any(c["WRITE_BC"] for c in consts) and any(c["STATE_ONLY"] for c in consts)
+    assert any(not (c["WRITE_BC"] or c["STATE_ONLY"]) for c in consts)
 
 
 def test_b_and_c_with_different_group_counts(forward_kernel):
