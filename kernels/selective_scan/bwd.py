@@ -588,13 +588,15 @@ def selective_scan_bwd(
     **launch,
 ):
     """Launch the backward kernel on B, C as (batch, groups, L, N) fp32 contiguous (B_t, the N values
-    every thread reads at step t, are 64 neighbouring bytes). Returns du, ddelta, dA, dB, dC, dD, dz,
+    every thread reads at step t, are 64 neighbouring bytes): tensors, or :class:`~.launch.Slot` s of the
+    forward's allocation, as h_chunks may be. Returns du, ddelta, dA, dB, dC, dD, dz,
     ddelta_bias, dh0.
 
     du, ddelta, dz in the dtype of u, delta, z; dB and dC (batch, groups, N, L) contiguous (or
     ``bc_shape``, the same numbers in that order: (batch, N, L) for one group) in ``bc_dtypes``; dA, dD,
     ddelta_bias, dh0 in fp32; absent inputs give None. The kernel adds into fp32 accumulators (one
-    allocation), which start at zero: written by the segment pass when there is one, else filled here.
+    allocation), which start at zero: written by the segment pass when there is one (launched before the
+    outputs are allocated), else filled here.
     ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d, maxnreg: a
     register cap per thread).
     """
