@@ -423,6 +423,25 @@ def test_returned_last_state_is_the_callers(forward_kernel):
     assert rel_error(du_ref, du) <= GRAD_TOL
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 5, 2), (1, 0, 5, 2), (1, 3, 0, 2)])
+def test_empty_shapes_with_autograd(shape):
+    """No sequence, no channel or no step: nothing to scan, and the gradients are the float64 loop's
+    (zeros where an input still has elements: B and C with no channel, A and D with no step)."""
+    x = make_inputs(*shape)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    leaves = [x[k].clone().requires_grad_() for k in names]
+    y, h = selective_scan_fn(*leaves, True, True, h0=x["h0"])
+    got = torch.autograd.grad(y.sum() + h.sum(), leaves, allow_unused=True)
+    ref = [x[k].double().requires_grad_() for k in names]
+    y_ref, h_ref = scan_loop(*ref, delta_softplus=True, h0=x["h0"])
+    loss_ref = y_ref.sum() + h_ref.sum()  # with no step, nothing in it depends on the inputs
+    want = torch.autograd.grad(loss_ref, ref, allow_unused=True) if loss_ref.requires_grad else [None] * 8
+    assert y.shape == y_ref.shape and torch.equal(h, h_ref.float())
+    for k, a, b in zip(names, got, want):
+        b = torch.zeros_like(x[k], dtype=torch.float64) if b is None else b
+        assert a.shape == x[k].shape and torch.allclose(a.double(), b, atol=1e-6), k
+
+
 def test_last_state_gradient_alone(forward_kernel):
     """Only h_last feeds the loss: dy is None inside the backward."""
     x = make_inputs(1, 3, 9, 2)

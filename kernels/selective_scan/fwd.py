@@ -259,8 +259,8 @@ def selective_scan_fwd_kernel(
     elif i_s == n_seg - 1:
         tl.store(p_h_last + o_state, b_h, mask=m_state)
     if WRITE_BC and not STATE_ONLY:  # B and C of this segment as (L, N) fp32 rows, for the backward, by the
-        # group's first block of channels. After the loop: stored inside the pipelined loop, the tiles gave
-        # a wrong y on the H200 (right under the interpreter; RESULTS.md, fourth and sixth sessions)
+        # group's first block of channels, after its scan (stores of the tiles inside the pipelined loop were
+        # not tried again once the launch-key bug was found; RESULTS.md, sixth session)
         if (i_d * BLOCK_D) % d_per_group == 0:
             o_bg = i_b * n_groups + i_g
             n_bc = tl.num_programs(1).to(tl.int64) * n_groups * L * N
@@ -415,8 +415,8 @@ def scratch(device, parts: list, packed: bool):
             for size in part[0]:
                 n *= size
             total += -(-n // 32) * 32
-    work = torch.empty((total,), device=device, dtype=torch.float32) if total else None
-    address = work.data_ptr() if total else 0
+    work = torch.empty((total,), device=device, dtype=torch.float32) if total or packed else None
+    address = 0 if work is None else work.data_ptr()
     out = []
     for part, offset in zip(parts, offsets):
         if part is None:
