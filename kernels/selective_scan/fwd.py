@@ -36,6 +36,8 @@ the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -411,10 +413,7 @@ def scratch(device, parts: list, packed: bool):
     for part in parts:
         offsets.append(total)
         if part is not None and (packed or not part[1]):
-            n = 1
-            for size in part[0]:
-                n *= size
-            total += -(-n // 32) * 32
+            total += -(-math.prod(part[0]) // 32) * 32
     work = torch.empty((total,), device=device, dtype=torch.float32) if total or packed else None
     address = 0 if work is None else work.data_ptr()
     out = []

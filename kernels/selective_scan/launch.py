@@ -84,9 +84,9 @@ def launch(fn, grid: tuple, args: list, consts: dict, num_warps: int, key=None, 
     constexprs, in order; ``options`` are compile options (``maxnreg``). Returns the compiled kernel.
 
     ``args`` may hold :class:`Slot` s where the kernel takes a pointer. ``key``, when given, must determine
-    everything Triton specialises on (the caller's shapes, switches,
-    launch sizes, and the dtypes and alignment of the tensors it did not allocate itself): cheaper than
-    working it out from every argument."""
+    everything Triton specialises on (the caller's shapes, switches, launch sizes, and the dtypes and
+    alignment of the tensors it did not allocate itself; and which constexprs: one key, one variant),
+    cheaper than working it out from every argument."""
     if not (_DIRECT[0] and args[0].is_cuda):
         return fn[grid](*_tensors(args), **consts, num_warps=num_warps, **options)
     key = (*_key(fn, args, consts, num_warps), tuple(options.items())) if key is None else (fn, key)

@@ -25,10 +25,10 @@ __all__ = ["selective_scan_fn"]
 
 
 # --------------------------------------------------------------------------------------------------------
-# B and C in the layouts the kernels read. The forward takes them as given, (batch, groups, N, L): fwd.py
+# B and C in the layouts the kernels read. The forward takes them as given, (batch, [groups,] N, L): fwd.py
 # converts them for the kernel it picks. The backward keeps all N states of a channel in one thread, and
-# every thread reads all of B_t and C_t at every step t: (batch, groups, L, N) in fp32, made in the
-# forward's launch of layout.py when the forward runs for autograd (one launch for every copy of both).
+# every thread reads all of B_t and C_t at every step t: (batch, groups, L, N) in fp32, made when the
+# forward runs for autograd, by the channel kernel itself up to L = 512, else in layout.py's one launch.
 
 
 def _f32(t: Tensor) -> Tensor:
@@ -52,14 +52,6 @@ def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     B4, C4 = _with_groups(B), _with_groups(C)
     g = math.lcm(B4.shape[1], C4.shape[1])
     return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
-
-
-def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last=False):
-    """The forward kernels on B, C (batch, groups, N, L) as given (the kernel picked converts them); with
-    ``bc_last`` also B and C as the backward reads them."""
-    return _fwd.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last=bc_last
-    )
 
 
 def _backward(saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, need_dh0, chunk):
@@ -95,7 +87,9 @@ def selective_scan_fwd_op(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns y, h_last (fp32) and the states entering every ``chunk`` steps (fp32)."""
-    return _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
+    return _fwd.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
+    )
 
 
 @selective_scan_fwd_op.register_fake
@@ -365,8 +359,8 @@ def selective_scan_fn(
         out = _EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
         return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
-        y, _, (h_last, _, _) = _fwd.selective_scan_fwd(
+        y, _, (last, _, _) = _fwd.selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, False, CHUNK, packed=True
         )
-        return (y, h_last.view()) if return_last_state else y
+        h_last = last.view() if return_last_state else None  # a view only when asked for
     return (y, h_last) if return_last_state else y
