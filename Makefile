@@ -1,33 +1,84 @@
 # minimamba: two commands set everything up.
-#   make lab    create .venv if missing, install, open the notebooks in JupyterLab
-#   make test   create .venv if missing, install, run lint + every test + the notebooks
+#   make lab    create .venv if missing, install the locked versions, open the notebooks in JupyterLab
+#   make test   create .venv if missing, install the locked versions, run lint + every test + the notebooks
+#
+# Versions: development and CI install exactly what requirements/lock.txt pins (`make lock` regenerates it
+# with uv from pyproject.toml). `make test-latest` runs the suite on the newest releases pyproject allows (the
+# canary to run before `make lock`); `make test-oldest` on the lowest ones (pyproject's lower bounds).
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.minimamba-installed
-# On a machine without CUDA we pin the CPU build of torch (a bare `torch` pulls a multi-GB CUDA build).
-# Where CUDA is present, pip keeps or picks a CUDA build through pyproject's `torch>=` range.
-TORCH_CPU ?= torch==2.13.0
+LOCK   := requirements/lock.txt
+# How .venv gets its packages: locked (requirements/lock.txt as constraints), latest, or lowest-direct.
+RESOLUTION ?= locked
+# torch is installed first, on its own: on Linux without a GPU, its CPU build from the PyTorch CPU index
+# (PyPI's Linux build is the CUDA one). The version is the lock's, unless given. The download sizes printed
+# below are measured by scripts/torch_download_size.py (torch 2.13.0, Python 3.11).
+TORCH_VERSION ?= $(shell sed -n 's/^torch==\([0-9][0-9.]*\).*/\1/p' $(LOCK) | head -n 1)
+TORCH_FLOOR   := $(shell sed -n 's/^ *"torch>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_CUDA  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 NPROC     := $(shell $(PYTHON) -c 'import os; print(min(4, os.cpu_count() or 1))')
+# JupyterLab refuses to start as root (Docker, Colab-like boxes) unless told to.
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 export FAST ?= 1
 
-.PHONY: lab test lint pytest nbval notebooks figures bench info clean browser-deps
-
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-ifneq ($(HAS_CUDA),1)
-	$(BIN)/python -m pip install -q "$(TORCH_CPU)"
+ifeq ($(RESOLUTION),locked)
+PIP_INSTALL := $(BIN)/python -m pip install -q -c $(LOCK)
+else ifeq ($(RESOLUTION),latest)
+PIP_INSTALL := $(BIN)/python -m pip install -q
+else
+PIP_INSTALL := $(BIN)/python -m uv pip install -q --python $(BIN)/python --resolution $(RESOLUTION)
 endif
-	$(BIN)/python -m pip install -q -e '.[dev]'
+
+.PHONY: lab test test-latest test-oldest lock lint pytest pytest-fast nbval notebooks figures bench info \
+	clean browser-deps torch
+
+$(STAMP): pyproject.toml $(LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(MAKE) --no-print-directory VENV=$(VENV) TORCH_VERSION=$(TORCH_VERSION) torch
+ifneq ($(RESOLUTION),locked)
+ifneq ($(RESOLUTION),latest)
+	$(BIN)/python -m pip install -q -c $(LOCK) uv
+endif
+endif
+	$(PIP_INSTALL) -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# torch alone, before everything else (so that pip keeps it): the CPU build on Linux without a GPU.
+torch:
+	@if [ "$(HAS_CUDA)" = 1 ] || [ "$$(uname -s)" != Linux ]; then \
+	  echo "installing torch==$(TORCH_VERSION) from PyPI ($$( [ '$(HAS_CUDA)' = 1 ] && echo 'the CUDA build: about 2.7 GB of downloads' || echo 'the CPU build: about 120 MB of downloads'))"; \
+	  $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"; \
+	elif $(BIN)/python -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" 2>/dev/null; then \
+	  echo "installing torch==$(TORCH_VERSION), the CPU build, from $(TORCH_CPU_INDEX) (about 190 MB)"; \
+	  $(BIN)/python -m pip install -q --no-deps --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)"; \
+	else \
+	  echo "$(TORCH_CPU_INDEX) cannot be reached: installing torch==$(TORCH_VERSION) from pip's configured"; \
+	  echo "index. On PyPI that is the CUDA build for Linux: about 2.7 GB of downloads."; \
+	  $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"; \
+	fi
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/
 
 test: $(STAMP) lint browser-deps pytest nbval
+
+# The same suite on the newest releases pyproject.toml allows (torch stays at the lock's version: a torch
+# upgrade is a deliberate `make lock TORCH_VERSION=...`). Run it before `make lock`.
+test-latest:
+	$(MAKE) VENV=.venv-latest RESOLUTION=latest pytest nbval
+
+# The lowest versions pyproject.toml allows (its lower bounds, torch included): fast tests and notebooks.
+test-oldest:
+	$(MAKE) VENV=.venv-oldest RESOLUTION=lowest-direct TORCH_VERSION=$(TORCH_FLOOR) pytest-fast nbval
+
+# Regenerate requirements/lock.txt from pyproject.toml: every extra, every platform, torch pinned.
+lock: $(STAMP)
+	echo "torch==$(TORCH_VERSION)" | $(BIN)/python -m uv pip compile - pyproject.toml --all-extras --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -q -o $(LOCK)
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium with Playwright (never a downloaded
 # browser). Install it where apt-get can; elsewhere the test skips and says why.
@@ -43,11 +94,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# `pytest` (not `python -m pytest`): the repository root stays off sys.path, as for a user's script.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -n $(NPROC) --dist loadfile tests
+	$(BIN)/pytest -n $(NPROC) --dist loadfile tests
+
+pytest-fast: $(STAMP)
+	$(BIN)/pytest -n $(NPROC) --dist loadfile -m "not slow and not browser" tests
 
 nbval: $(STAMP)
-	$(BIN)/python -m pytest -n $(NPROC) --dist loadfile --nbval-lax --nbval-current-env notebooks
+	$(BIN)/pytest -n $(NPROC) --dist loadfile --nbval-lax --nbval-current-env notebooks
 
 # Execute every notebook in place, top to bottom, from a fresh kernel (outputs are committed).
 notebooks: $(STAMP)
@@ -61,11 +116,11 @@ figures: $(STAMP)
 	$(BIN)/python -m minimamba.viz figures/
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(PIP_INSTALL) -e '.[bench]'
 	$(BIN)/python -m minimamba.bench
 
 info: $(STAMP)
 	$(BIN)/python -m minimamba info
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-latest .venv-oldest build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -9,31 +9,6 @@ from minimamba import env as env  # noqa: I001  (must come first: configures Tri
 env.configure_triton()
 
 
-def _link_source_kernels() -> None:
-    """Make ``minimamba.kernels`` importable from a source checkout used without ``pip install``.
-
-    ``kernels/`` sits beside this package and pyproject installs it as ``minimamba.kernels``; with only
-    ``PYTHONPATH=.`` that mapping does not exist, and the Triton backend would silently be missing.
-    """
-    import importlib.util
-    import pathlib
-    import sys
-
-    if importlib.util.find_spec(f"{__name__}.kernels") is not None:
-        return
-    init = pathlib.Path(__file__).resolve().parent.parent / "kernels" / "__init__.py"
-    if not init.is_file():
-        return
-    spec = importlib.util.spec_from_file_location(
-        f"{__name__}.kernels", init, submodule_search_locations=[str(init.parent)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-
-
-_link_source_kernels()
-
 from minimamba.testing import check_close  # noqa: E402
 
 __version__ = "0.1.0"

@@ -303,7 +303,7 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
 def run_meta(device: torch.device | str | None = None, **extra) -> dict:
     """Where and with what a result was made: date, versions, device name, plus ``extra`` fields."""
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }

@@ -496,16 +496,16 @@ def write_results_md(res: dict, path: pathlib.Path) -> None:
     path.write_text("\n".join(lines) + hand)
 
 
-def plot(res: dict, path: pathlib.Path) -> None:
+def plot(res: dict, path: pathlib.Path | None = None):
+    """The benchmark's figure (a matplotlib Figure, outside pyplot's state), written to ``path`` if given."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     shapes = [tuple(s) for s in res["shapes"]]
     b8 = [i for i, s in enumerate(shapes) if s[0] == 8]
     b1 = [i for i, s in enumerate(shapes) if s[0] == 1]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), sharey=True)
+    fig = Figure(figsize=(12, 5.8))
+    axes = fig.subplots(1, 2, sharey=True)
     impls = []
     for r in res["times"]:
         if r["impl"] not in impls:
@@ -513,7 +513,7 @@ def plot(res: dict, path: pathlib.Path) -> None:
     colors = dict(
         zip(
             impls + ["mamba_ssm CUDA (anchor)", "bytes floor"],
-            plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3,
+            matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] * 3,
         )
     )
     for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
@@ -543,8 +543,9 @@ def plot(res: dict, path: pathlib.Path) -> None:
             handles.setdefault(lab, h)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.16, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 def main(argv=None):

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from minimamba import committed
 from minimamba.viz import figure
 from minimamba.viz.triton import io_bytes
 
@@ -216,7 +217,7 @@ def io_table(batch: int = 8, L: int = 2048, N: int = 16, dtype_bytes: int = 2) -
 def load_bench(path: str | pathlib.Path | None = None) -> dict | None:
     """The CPU benchmark written by ``python -m minimamba.bench`` (``results/scan_cpu.json``), or None."""
     if path is None:
-        path = pathlib.Path(__file__).resolve().parents[2] / "results" / "scan_cpu.json"
+        path = committed.RESULTS / "scan_cpu.json"
     path = pathlib.Path(path)
     if not path.is_file():
         return None

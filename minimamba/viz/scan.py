@@ -8,16 +8,16 @@ re-running the benchmark.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from minimamba import committed
 from minimamba.viz import figure
 
 __all__ = ["SCAN_CPU_JSON", "plot_scan_cpu", "scan_cpu", "series"]
 
-SCAN_CPU_JSON = pathlib.Path(__file__).resolve().parents[2] / "results" / "scan_cpu.json"
+SCAN_CPU_JSON = committed.RESULTS / "scan_cpu.json"
 
 #: line style per implementation: the loop dashed grey, mambapy dotted, auto thick
 _STYLE = {

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from minimamba import committed
 from minimamba.tasks import NOISE, marker_token, selective_copying
 from minimamba.train import load_results
 from minimamba.viz import figure
@@ -42,8 +43,8 @@ __all__ = [
     "table2_rows",
 ]
 
-#: results/ of the repository (scripts/run_synthetic.py writes synthetic_*.json there)
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+#: the committed results/ (scripts/run_synthetic.py writes synthetic_*.json there; they ship with the package)
+RESULTS = committed.RESULTS
 
 #: Table 1 of the paper (selective copying, L = 4096, accuracy %): (architecture, inner layer) -> accuracy
 PAPER_TABLE1 = {
