@@ -299,8 +299,9 @@ class _PPLayer(nn.Module):
             start = cache.seqlen
             cache.keys[i][:, :, start : start + L] = k  # written in place: the buffer never moves
             cache.values[i][:, :, start : start + L] = v
-            k = cache.keys[i][:, :, : start + L]  # (batch, n_head, start + L, head_dim): a view, no copy
-            v = cache.values[i][:, :, : start + L]
+            # (batch, n_head, start + L, head_dim): a view, no copy, unless init_cache was given another dtype
+            k = cache.keys[i][:, :, : start + L].to(q.dtype)
+            v = cache.values[i][:, :, : start + L].to(q.dtype)
         if start == 0:  # a fresh sequence: the plain causal mask (lets PyTorch pick a fused kernel)
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (batch, n_head, L, head_dim)
         elif L == 1:  # one new token: it may attend to every filled position

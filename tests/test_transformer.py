@@ -184,6 +184,19 @@ def test_prefill_chunks_and_steps_equal_forward(dtype):
     assert cache.seqlen == cache.max_len == 10
 
 
+def test_cache_in_another_dtype():
+    """An fp32 cache for an fp64 model: keys and values are rounded once to fp32 when stored, so the logits
+    move by about fp32's epsilon times their size, no more."""
+    model = tiny(torch.float64)
+    ids = torch.randint(0, VOCAB, (2, 6))
+    cache = model.init_cache(2, max_len=6, dtype=torch.float32)
+    with torch.no_grad():
+        full = model(ids)
+        out = torch.cat([model(ids[:, :3], cache=cache), model(ids[:, 3:], cache=cache)], dim=1)
+    assert cache.keys[0].dtype == torch.float32 and out.dtype == torch.float64
+    check_close("fp32 cache, fp64 model", full, out, rtol=1e-4, atol=1e-5)
+
+
 def test_cache_holds_rotated_keys_and_zeros_beyond():
     """What the cache holds: the rotated keys and the values of the filled positions, zeros after them."""
     model = tiny(torch.float64)
