@@ -28,7 +28,7 @@ from minimamba.config import MambaConfig
 from minimamba.generate import LayerCache
 from minimamba.scan import selective_scan
 
-__all__ = ["MambaMixer", "inverse_softplus", "sample_dt"]
+__all__ = ["MambaMixer", "fused_step_here", "inverse_softplus", "sample_dt"]
 
 
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
@@ -139,14 +139,22 @@ class MambaMixer(nn.Module):
             y = out  # (batch, d_inner, L), already gated by SiLU(z)
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
 
+    #: How ``step`` runs: None picks the fused Triton kernels on a CUDA GPU (``fused_step_here``), True
+    #: forces them (on CPU through Triton's interpreter: tests), False keeps the PyTorch ops below.
+    fused_step: bool | None = None
+
     def step(self, hidden: torch.Tensor, cache: LayerCache) -> torch.Tensor:
         """One token: hidden (batch, d_model) -> (batch, d_model); updates ``cache`` in place.
 
-        The recurrence h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t x_t, y_t = C_t·h_t + D x_t, in fp32.
+        The recurrence h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t x_t, y_t = C_t·h_t + D x_t, in fp32. Written
+        below as PyTorch ops (a dozen small kernels); on a GPU the conv and the state update run as two
+        fused Triton kernels instead (:meth:`_step_fused`), the same arithmetic.
         """
         if not isinstance(hidden, torch.Tensor) or hidden.dim() != 2:
             raise ValueError(f"hidden must be a (batch, d_model) tensor, got {_describe(hidden)}")
         _check_cache(cache, hidden.shape[0], self)
+        if self.selective and fused_step_here(self.fused_step, hidden):
+            return self._step_fused(hidden, cache)
         xz = self.in_proj(hidden)  # (batch, 2·d_inner)
         x, z = xz.chunk(2, dim=-1)  # (batch, d_inner) each
         # conv window: drop the oldest input, append the new one
@@ -173,6 +181,24 @@ class MambaMixer(nn.Module):
         y = y * F.silu(z.to(ct))  # gate
         return self.out_proj(y.to(hidden.dtype))  # (batch, d_model)
 
+    def _step_fused(self, hidden: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """``step`` with two Triton kernels: the conv window update (``causal_conv1d_update``) and the state
+        update (``selective_state_update``: softplus(Δ + bias), exp(ΔA), h, C·h, D, the gate), as mamba_ssm's
+        generation does. Seven launches per layer with the projections, instead of about twenty."""
+        from minimamba.kernels.causal_conv1d import causal_conv1d_update  # noqa: PLC0415
+        from minimamba.kernels.state_update import selective_state_update  # noqa: PLC0415
+
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (batch, d_inner) each, views
+        conv_w = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        x = causal_conv1d_update(cache.conv_state, x, conv_w, self.conv1d.bias, silu=True)  # (batch, d_inner)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)  # (batch, d_inner); the bias is added inside the kernel
+        A = -torch.exp(self.A_log.float())  # (d_inner, N)
+        y = selective_state_update(
+            cache.ssm_state, x, dt, A, B, C, D=self.D, z=z, dt_bias=self.dt_proj.bias, dt_softplus=True
+        )  # (batch, d_inner), gated
+        return self.out_proj(y)  # (batch, d_model)
+
     def init_cache(self, batch_size: int, dtype: torch.dtype | None = None, device=None) -> LayerCache:
         """A zero cache: conv_state (batch, d_inner, d_conv) in ``dtype``, ssm_state (batch, d_inner, N) fp32."""
         w = self.in_proj.weight
@@ -185,6 +211,18 @@ class MambaMixer(nn.Module):
                 batch_size, self.d_inner, self.d_state, dtype=_state_dtype(conv_state), device=device
             ),
         )
+
+
+def fused_step_here(choice: bool | None, t: torch.Tensor) -> bool:
+    """Whether a decoding step runs the fused Triton kernels: ``choice`` if given, else on a CUDA tensor
+    (not fp64, which the kernels do not cover) when Triton can launch there."""
+    if choice is not None:
+        return choice
+    if not t.is_cuda or t.dtype == torch.float64:
+        return False
+    from minimamba import env  # noqa: PLC0415
+
+    return env.triton_status().usable
 
 
 def _state_dtype(t: torch.Tensor) -> torch.dtype:

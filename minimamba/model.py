@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from minimamba.block import MambaMixer
+from minimamba.block import MambaMixer, fused_step_here
 from minimamba.config import MambaConfig
 from minimamba.generate import InferenceCache
 
@@ -39,6 +39,13 @@ class RMSNorm(nn.Module):
         xf = x.float() if x.dtype != torch.float64 else x
         rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., 1)
         return (xf * rstd * self.weight.to(xf.dtype)).to(x.dtype)
+
+
+def _fused_add_norm(hidden, residual, norm: RMSNorm, residual_in_fp32: bool):
+    """(norm(hidden + residual), hidden + residual) in one Triton kernel (``minimamba.kernels.rmsnorm``)."""
+    from minimamba.kernels.rmsnorm import add_rms_norm  # noqa: PLC0415
+
+    return add_rms_norm(hidden, residual, norm.weight, norm.eps, residual_in_fp32)
 
 
 class Block(nn.Module):
@@ -63,8 +70,12 @@ class Block(nn.Module):
         return self.mixer(hidden, cache=cache), residual
 
     def step(self, hidden, residual, cache):
-        """hidden, residual: (batch, d_model) -> the same two, one token."""
-        hidden, residual = self._add_norm(hidden, residual)
+        """hidden, residual: (batch, d_model) -> the same two, one token (the add and the norm fused into one
+        Triton kernel where the mixer's step is fused)."""
+        if fused_step_here(self.mixer.fused_step, hidden):
+            hidden, residual = _fused_add_norm(hidden, residual, self.norm, self.residual_in_fp32)
+        else:
+            hidden, residual = self._add_norm(hidden, residual)
         return self.mixer.step(hidden, cache), residual
 
 
@@ -88,6 +99,8 @@ class MixerModel(nn.Module):
         hidden, residual = self.embedding(input_ids), None  # (batch, d_model)
         for i, layer in enumerate(self.layers):
             hidden, residual = layer.step(hidden, residual, cache.layers[i])
+        if fused_step_here(self.layers[-1].mixer.fused_step, hidden):
+            return _fused_add_norm(hidden, residual, self.norm_f, False)[0]
         residual = hidden + residual
         return self.norm_f(residual.to(self.norm_f.weight.dtype))  # (batch, d_model)
 
@@ -132,15 +145,25 @@ class MambaLM(nn.Module):
         if input_ids.dim() != ndim:
             raise ValueError(f"input_ids must have shape {shape}, got {tuple(input_ids.shape)}")
 
-    def forward(self, input_ids: torch.Tensor, cache: InferenceCache | None = None) -> torch.Tensor:
-        """input_ids: (batch, L) -> logits (batch, L, padded_vocab_size).
+    def forward(
+        self, input_ids: torch.Tensor, cache: InferenceCache | None = None, num_last_tokens: int = 0
+    ) -> torch.Tensor:
+        """input_ids: (batch, L) -> logits (batch, L, padded_vocab_size), or of the last ``num_last_tokens``
+        positions only (mamba_ssm's argument: a prefill needs the last position's logits, and the full
+        (batch, L, vocab) tensor can be larger than the model).
 
         With ``cache`` (from :meth:`init_cache`), continues from it and leaves it at the end of the sequence.
         """
         self._check_ids(input_ids, 2, "(batch, L)")
+        if isinstance(num_last_tokens, bool) or not isinstance(num_last_tokens, int) or num_last_tokens < 0:
+            raise ValueError(
+                f"num_last_tokens must be an int >= 0 (0 = every position), got {num_last_tokens!r}"
+            )
         hidden = self.backbone(input_ids, cache=cache)  # (batch, L, d_model)
         if cache is not None:
             cache.seqlen += input_ids.shape[1]
+        if num_last_tokens:
+            hidden = hidden[:, -num_last_tokens:]
         return self.lm_head(hidden.to(self.lm_head.weight.dtype))  # (batch, L, padded_vocab)
 
     def step(self, input_ids: torch.Tensor, cache: InferenceCache) -> torch.Tensor:

@@ -120,7 +120,10 @@ class GPT(nn.Module):
         n = self.config.n_layer
         return KVCache(keys=[None] * n, values=[None] * n)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, cache: KVCache | None = None, num_last_tokens: int = 0
+    ) -> torch.Tensor:
+        """input_ids (batch, L) -> logits (batch, L, vocab), or of the last ``num_last_tokens`` positions."""
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise ValueError(
                 f"input_ids must have shape (batch, L), got {getattr(input_ids, 'shape', input_ids)}"
@@ -135,7 +138,7 @@ class GPT(nn.Module):
             x = layer(x, cache, i)
         if cache is not None:
             cache.seqlen += L
-        return self.lm_head(self.ln_f(x))  # (batch, L, vocab)
+        return self.lm_head(self.ln_f(_last(x, num_last_tokens)))  # (batch, L, vocab)
 
     def step(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """input_ids (batch,) -> logits (batch, vocab); appends this token's keys and values to the cache."""
@@ -243,6 +246,17 @@ class StaticKVCache:
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     seqlen: int = 0  # positions filled so far (prompt + generated)
+    #: seqlen again, as a (1,) int64 tensor on the cache's device: ``step`` reads its position from here, not
+    #: from the host, so that one step can be captured in a CUDA graph and replayed (generate.GraphedStep)
+    pos: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.pos is None:
+            self.pos = torch.full((1,), self.seqlen, dtype=torch.long, device=self.keys[0].device)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the cache holds (what a CUDA graph of ``step`` reads and writes)."""
+        return [*self.keys, *self.values, self.pos]
 
     @property
     def max_len(self) -> int:
@@ -289,11 +303,15 @@ class _PPLayer(nn.Module):
         self.w_up = nn.Linear(c.d_model, c.d_mlp, bias=False)
         self.w_down = nn.Linear(c.d_mlp, c.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos, sin, cache: StaticKVCache | None, i: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos, sin, cache: StaticKVCache | None, i: int, step: bool = False
+    ) -> torch.Tensor:
         batch, L, d = x.shape
         q, k, v = self.wqkv(self.attn_norm(x)).split(d, dim=-1)  # (batch, L, d_model) each
         q, k, v = (t.view(batch, L, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (batch, n_head, L, head_dim)
+        if cache is not None and L == 1 and step:
+            return self._attend_step(x, q, k, v, cache, i)
         start = 0
         if cache is not None:
             start = cache.seqlen
@@ -310,6 +328,22 @@ class _PPLayer(nn.Module):
             # is_causal would align the mask top-left (query t sees keys 0..t), wrong with a prefix
             mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(diagonal=start)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self._out(x, att)
+
+    def _attend_step(self, x, q, k, v, cache: StaticKVCache, i: int) -> torch.Tensor:
+        """One token at the position held in ``cache.pos`` (a device tensor): write its key and value there,
+        attend over the whole buffer with the unfilled tail masked out. No host value decides a shape or an
+        index, so the step can be replayed from a CUDA graph; the price is attention over ``max_len``
+        positions instead of the filled ones (a generation allocates only what it fills)."""
+        cache.keys[i].index_copy_(2, cache.pos, k.to(cache.keys[i].dtype))  # (batch, n_head, max_len, hd)
+        cache.values[i].index_copy_(2, cache.pos, v.to(cache.values[i].dtype))
+        filled = (torch.arange(cache.max_len, device=x.device) <= cache.pos)[None]  # (1, max_len) bool
+        k_all, v_all = cache.keys[i].to(q.dtype), cache.values[i].to(q.dtype)
+        return self._out(x, F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=filled))
+
+    def _out(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """att (batch, n_head, L, head_dim) -> x + wo(att), then the SwiGLU MLP with its residual."""
+        batch, L, d = x.shape
         x = x + self.wo(att.transpose(1, 2).reshape(batch, L, d))
         h = self.mlp_norm(x)
         return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))  # SwiGLU (Shazeer 2020)
@@ -355,8 +389,12 @@ class TransformerPP(nn.Module):
         zeros = lambda: torch.zeros(shape, dtype=dtype or w.dtype, device=device or w.device)
         return StaticKVCache(keys=[zeros() for _ in self.layers], values=[zeros() for _ in self.layers])
 
-    def forward(self, input_ids: torch.Tensor, cache: StaticKVCache | None = None) -> torch.Tensor:
-        """input_ids: (batch, L) -> logits (batch, L, padded_vocab_size).
+    def forward(
+        self, input_ids: torch.Tensor, cache: StaticKVCache | None = None, num_last_tokens: int = 0
+    ) -> torch.Tensor:
+        """input_ids: (batch, L) -> logits (batch, L, padded_vocab_size); with ``num_last_tokens`` > 0 only
+        the last positions' logits (a prefill needs one: the full (batch, L, vocab) tensor can be larger
+        than the model).
 
         With ``cache`` (from :meth:`init_cache`), continues at position ``cache.seqlen`` and writes the L new
         keys and values into it; raises ValueError when they do not fit.
@@ -387,14 +425,24 @@ class TransformerPP(nn.Module):
             raise ValueError(
                 f"input_ids length {L} exceeds TransformerPPConfig.max_len={self.config.max_len}"
             )
+        return self._run(input_ids, cache, start, step=False, num_last_tokens=num_last_tokens)
+
+    def _run(
+        self, input_ids: torch.Tensor, cache: StaticKVCache | None, start: int, step: bool, num_last_tokens=0
+    ):
         x = self.embedding(input_ids)  # (batch, L, d_model)
-        pos = torch.arange(start, start + L, device=input_ids.device)
+        L = input_ids.shape[1]
+        if step:  # the position from the device: nothing on the host changes from one step to the next
+            pos = cache.pos
+        else:
+            pos = torch.arange(start, start + L, device=input_ids.device)
         cos, sin = rope_cos_sin(pos, self.config.head_dim, self.config.rope_base, x.dtype)  # (L, hd/2)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, i)
+            x = layer(x, cos, sin, cache, i, step=step)
         if cache is not None:
             cache.seqlen += L
-        return self.lm_head(self.norm_f(x))  # (batch, L, padded_vocab)
+            cache.pos.add_(L)
+        return self.lm_head(self.norm_f(_last(x, num_last_tokens)))  # (batch, L, padded_vocab)
 
     def step(self, input_ids: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
         """One token per sequence: input_ids (batch,) -> logits (batch, padded_vocab_size); fills one slot."""
@@ -404,11 +452,27 @@ class TransformerPP(nn.Module):
             )
         if not isinstance(cache, StaticKVCache):
             raise TypeError(f"cache must be a StaticKVCache (from init_cache), got {type(cache).__name__}")
-        return self.forward(input_ids[:, None], cache)[:, 0]
+        if cache.batch_size != input_ids.shape[0]:
+            raise ValueError(
+                f"input_ids has batch {input_ids.shape[0]} but the cache was made for {cache.batch_size}"
+            )
+        if cache.seqlen >= cache.max_len:
+            raise ValueError(
+                f"KV cache full: it holds {cache.seqlen} of max_len={cache.max_len} positions, cannot take 1 "
+                f"more; allocate a longer one with init_cache(batch_size, max_len=...)"
+            )
+        return self._run(input_ids[:, None], cache, cache.seqlen, step=True)[:, 0]
 
     def num_params(self) -> int:
         """Number of distinct parameters (the tied LM head counted once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def _last(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x (batch, L, d) -> its last n positions (all of them for n = 0)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"num_last_tokens must be an int >= 0 (0 = every position), got {n!r}")
+    return x[:, -n:] if n else x
 
 
 class MatchedPair(NamedTuple):

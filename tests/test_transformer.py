@@ -259,8 +259,9 @@ def test_generate_greedy_equals_argmax_of_full_forwards():
     assert len(set(out[0, 5:].tolist())) > 1  # not a trivially constant continuation
     sampled = generate(model, ids[0], 20, generator=torch.Generator().manual_seed(1))
     assert sampled.shape == (25,) and sampled.max() < VOCAB  # padded rows (37 -> 40) never sampled
-    with pytest.raises(ValueError, match="KV cache full"):
+    with pytest.raises(ValueError, match="need 33 positions, more than the model's max_len=32"):
         generate(model, ids, max_new_tokens=29)  # 5 + 28 positions > max_len = 32
+    assert generate(model, ids, max_new_tokens=28, temperature=0).shape == (3, 33)  # 5 + 27 fit exactly
 
 
 # ------------------------------------------------------------------------------------------------------

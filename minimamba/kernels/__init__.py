@@ -1,4 +1,5 @@
-"""Triton kernels, one folder per op: ``minimamba.kernels.selective_scan``, ``minimamba.kernels.teaching``.
+"""Triton kernels, one folder per op: ``selective_scan`` (the fused scan), ``state_update``, ``causal_conv1d``
+and ``rmsnorm`` (one decoding step, fused), ``teaching`` (notebook 06's first kernels).
 
 Their source lives in the repository's top-level ``kernels/`` folder; ``pyproject.toml`` installs each op's
 folder as a subpackage of this one. ``kernels/`` has no ``__init__.py`` of its own: a Python started at the
