@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM, param_count
-from minimamba.transformer import GPT, GPTConfig
+from minimamba.transformer import TransformerPP, TransformerPPConfig, matched_pairs
 from minimamba.viz import block as vb
 from minimamba.viz import inference as vi
 
@@ -60,23 +60,23 @@ def test_cache_size_matches_models():
     m = MambaLM(cfg)
     d = vi.cache_size_update(16, 3, context=7, batch=2, bytes_per_element=2, d_state=5, d_conv=3)
     assert m.init_cache(2, dtype=torch.bfloat16).nbytes() == d["mamba"]
-    gpt = GPT(GPTConfig(vocab_size=30, d_model=16, n_layer=3, n_head=2, max_len=16))
-    cache = gpt.init_cache(2)
-    with torch.no_grad():
-        gpt(torch.zeros(2, 7, dtype=torch.long), cache=cache)
-    d4 = vi.cache_size_update(16, 3, context=7, batch=2, bytes_per_element=4)
-    assert cache.nbytes() == d4["transformer"]
-    assert d["transformer"] == 2 * 3 * 2 * 7 * 16 * 2
+    tpp = TransformerPP(TransformerPPConfig(vocab_size=30, d_model=16, n_layer=3, n_head=2, max_len=16))
+    d4 = vi.cache_size_update(16, 6, context=7, batch=2, bytes_per_element=4)  # 6 Mamba blocks ~ 3 layers
+    assert tpp.init_cache(2, max_len=7).nbytes() == d4["transformer"]
+    assert d["transformer"] == 2 * 1 * 2 * 7 * 16 * 2  # 3 Mamba blocks: a 1-layer Transformer
+    pair = matched_pairs()[0]  # mamba-130m and its Transformer++: same width, half the layers
+    assert pair.transformer.n_layer == vi.cache_size_update(768, 24)["transformer"] // (2 * 2048 * 768 * 2)
     with pytest.raises(ValueError, match="context"):
         vi.cache_size_update(context=0)
 
 
 def test_measure_generation_tiny():
-    d = vi.measure_generation((4, 8, 16), d_model=16, n_layer=1, n_steps=2)
+    d = vi.measure_generation((4, 8, 16), d_model=16, n_layer=2, n_steps=2)
     assert len(set(d["mamba_bytes"].tolist())) == 1
-    assert np.all(np.diff(d["gpt_bytes"]) > 0)
-    np.testing.assert_array_equal(d["gpt_bytes"], 2 * 1 * 16 * np.array([4, 8, 16]) * 4)
-    assert np.all(d["mamba_ms"] > 0) and np.all(d["gpt_ms"] > 0)
+    # the KV cache is allocated for the context and the steps: k and v, 1 layer, d_model 16, fp32
+    np.testing.assert_array_equal(d["transformer_bytes"], 2 * 1 * 16 * (np.array([4, 8, 16]) + 2) * 4)
+    assert np.all(d["mamba_ms"] > 0) and np.all(d["transformer_ms"] > 0)
+    assert d["mamba_params"] == MambaLM(MambaConfig(d_model=16, n_layer=2, vocab_size=256)).num_params()
     with pytest.raises(ValueError, match="contexts"):
         vi.measure_generation((0,))
 

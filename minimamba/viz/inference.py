@@ -1,10 +1,15 @@
-"""Figures and widgets of notebook 09 (inference): the cache a Mamba LM and a Transformer hold while they
-generate, in closed form (``cache_size_update``) and measured on small random models on this machine
-(``measure_generation``).
+"""Figures and widgets of notebook 09 (inference): the cache a Mamba LM and a parameter-matched Transformer
+hold while they generate, in closed form (``cache_size_update``) and measured on small random models on this
+machine (``measure_generation``).
 
 Mamba keeps, per layer, conv_state (batch, d_inner, d_conv) and ssm_state (batch, d_inner, N): constant in
 the context length. A Transformer keeps keys and values for every past token: 2 · n_layer · d_model numbers
 per token, growing without bound, and each new token attends over all of them.
+
+The comparison is at matched parameter counts, as the paper pairs its models (Mamba-1.4B with a 1.3B
+Transformer, §4.2): a Transformer layer holds about 12 · d_model² parameters (attention 4, MLP 8), a Mamba
+block about 6 · d_model² (expand 2), so at the same width the Transformer has half the layers
+(``minimamba.transformer.matched_pairs``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from matplotlib.ticker import NullFormatter
 from minimamba import env
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
-from minimamba.transformer import GPT, GPTConfig
+from minimamba.transformer import TransformerPP, TransformerPPConfig
 from minimamba.viz import figure, show
 
 __all__ = [
@@ -43,19 +48,28 @@ def cache_size_update(
     d_state: int = 16,
     d_conv: int = 4,
     expand: int = 2,
+    transformer_layers: int | None = None,
 ) -> dict:
-    """Bytes of cache at ``context`` tokens for a Mamba LM and a Transformer of the same width and depth.
+    """Bytes of cache at ``context`` tokens for a Mamba LM (``n_layer`` blocks of width ``d_model``) and the
+    parameter-matched Transformer: the same width, ``transformer_layers`` layers (default n_layer // 2).
 
     Mamba: n_layer · batch · d_inner · (d_conv · bytes_per_element + N · 4) (the SSM state is fp32).
-    Transformer: 2 (K and V) · n_layer · batch · context · d_model · bytes_per_element.
+    Transformer: 2 (K and V) · transformer_layers · batch · context · d_model · bytes_per_element.
     Returns ``mamba`` and ``transformer`` (ints) and ``crossover``: the context where they are equal.
     """
-    for name, v in (("d_model", d_model), ("n_layer", n_layer), ("context", context), ("batch", batch)):
+    t_layers = max(1, n_layer // 2) if transformer_layers is None else transformer_layers
+    for name, v in (
+        ("d_model", d_model),
+        ("n_layer", n_layer),
+        ("context", context),
+        ("batch", batch),
+        ("transformer_layers", t_layers),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     d_inner = expand * d_model
     mamba = n_layer * batch * d_inner * (d_conv * bytes_per_element + d_state * 4)
-    per_token = 2 * n_layer * batch * d_model * bytes_per_element
+    per_token = 2 * t_layers * batch * d_model * bytes_per_element
     return {"mamba": mamba, "transformer": per_token * context, "crossover": mamba / per_token}
 
 
@@ -67,11 +81,11 @@ def plot_cache_size(
     m = [cache_size_update(d_model, n_layer, int(c), batch)["mamba"] for c in ctx]
     t = [cache_size_update(d_model, n_layer, int(c), batch)["transformer"] for c in ctx]
     fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
-    ax.loglog(ctx, np.array(t) / 2**20, label="Transformer KV cache")
-    ax.loglog(ctx, np.array(m) / 2**20, label="Mamba conv + SSM state")
+    ax.loglog(ctx, np.array(t) / 2**20, label=f"Transformer KV cache ({max(1, n_layer // 2)} layers)")
+    ax.loglog(ctx, np.array(m) / 2**20, label=f"Mamba conv + SSM state ({n_layer} layers)")
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("cache (MiB)")
-    ax.set_title(f"d_model {d_model}, {n_layer} layers, batch {batch}")
+    ax.set_title(f"matched pair: width {d_model}, batch {batch}")
     ax.legend()
     ax.grid(True, which="major", alpha=0.3)
     return fig
@@ -102,8 +116,10 @@ def measure_generation(
 ) -> dict:
     """Small random models on CPU: prefill ``context`` tokens, then time ``n_steps`` single-token steps.
 
-    Returns ``context`` (array), ``mamba_bytes`` / ``gpt_bytes`` (cache bytes after the prefill, fp32),
-    ``mamba_ms`` / ``gpt_ms`` (milliseconds per generated token, the fastest of ``n_steps``).
+    The pair is matched: Mamba with ``n_layer`` blocks, the Transformer++ with n_layer // 2 layers of the same
+    width, its KV cache allocated for the context and the steps. Returns ``context`` (array),
+    ``mamba_bytes`` / ``transformer_bytes`` (cache bytes held, fp32), ``mamba_ms`` / ``transformer_ms``
+    (milliseconds per generated token, the fastest of ``n_steps``), ``mamba_params`` / ``transformer_params``.
     """
     if not contexts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in contexts):
         raise ValueError(f"contexts must be positive ints, got {contexts!r}")
@@ -119,18 +135,20 @@ def _measure(contexts, d_model, n_layer, n_steps, seed) -> dict:
     torch.manual_seed(seed)
     vocab = 256
     mamba = MambaLM(MambaConfig(d_model=d_model, n_layer=n_layer, vocab_size=vocab)).eval()
-    gpt = GPT(
-        GPTConfig(
-            vocab_size=vocab, d_model=d_model, n_layer=n_layer, n_head=4, max_len=max(contexts) + n_steps
-        )
+    tpp_cfg = TransformerPPConfig(
+        vocab_size=vocab,
+        d_model=d_model,
+        n_layer=max(1, n_layer // 2),
+        n_head=4,
+        max_len=max(contexts) + n_steps,
     )
-    gpt.eval()
-    out = {k: [] for k in ("mamba_bytes", "gpt_bytes", "mamba_ms", "gpt_ms")}
+    tpp = TransformerPP(tpp_cfg).eval()
+    out = {k: [] for k in ("mamba_bytes", "transformer_bytes", "mamba_ms", "transformer_ms")}
     for T in contexts:
         ids = torch.randint(0, vocab, (1, T))
-        for name, model in (("mamba", mamba), ("gpt", gpt)):
-            cache = model.init_cache(1)
-            logits = model(ids, cache=cache)[:, -1]  # prefill
+        for name, model in (("mamba", mamba), ("transformer", tpp)):
+            cache = model.init_cache(1) if model is mamba else model.init_cache(1, max_len=T + n_steps)
+            logits = model(ids, cache=cache, num_last_tokens=1)[:, -1]  # prefill
             out[f"{name}_bytes"].append(cache.nbytes())
             tok = logits.argmax(-1)
             times = []
@@ -140,19 +158,20 @@ def _measure(contexts, d_model, n_layer, n_steps, seed) -> dict:
                 times.append(time.perf_counter() - start)
             # the fastest step: the least disturbed by a busy machine
             out[f"{name}_ms"].append(1e3 * float(np.min(times)))
-    return {"context": np.array(contexts), **{k: np.array(v) for k, v in out.items()}}
+    params = {"mamba_params": mamba.num_params(), "transformer_params": tpp.num_params()}
+    return {"context": np.array(contexts), **{k: np.array(v) for k, v in out.items()}, **params}
 
 
 def plot_generation(data: dict) -> Figure:
     """Left: cache bytes against context. Right: time per generated token against context."""
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     c = data["context"]
-    ax0.loglog(c, data["gpt_bytes"] / 2**10, "o-", label="Transformer (KV cache)")
+    ax0.loglog(c, data["transformer_bytes"] / 2**10, "o-", label="Transformer++ (KV cache)")
     ax0.loglog(c, data["mamba_bytes"] / 2**10, "s-", label="Mamba (conv + SSM state)")
     ax0.set_xlabel("context length (tokens)")
     ax0.set_ylabel("cache (KiB)")
     ax0.legend()
-    ax1.semilogx(c, data["gpt_ms"], "o-", label="Transformer")
+    ax1.semilogx(c, data["transformer_ms"], "o-", label="Transformer++")
     ax1.semilogx(c, data["mamba_ms"], "s-", label="Mamba")
     ax1.set_xlabel("context length (tokens)")
     ax1.set_ylabel("time per new token (ms)")
@@ -161,11 +180,14 @@ def plot_generation(data: dict) -> Figure:
     for ax in (ax0, ax1):  # label the measured lengths only
         ax.set_xticks(c, [str(int(v)) for v in c])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Small random models on this machine's CPU")
+    fig.suptitle(
+        f"Small random models on this machine's CPU: Mamba {data['mamba_params']:,} and "
+        f"Transformer++ {data['transformer_params']:,} parameters"
+    )
     return fig
 
 
 @figure("09_generation_measured")
 def _plot_generation_default() -> Figure:
-    contexts = (256, 1024, 4096, 8192) if env.FAST else (256, 1024, 4096, 16384, 32768)
+    contexts = (256, 1024, 4096, 16384) if env.FAST else (256, 1024, 4096, 16384, 32768)
     return plot_generation(measure_generation(contexts, d_model=256, n_steps=16))
