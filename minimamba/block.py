@@ -18,6 +18,7 @@ everything else (conv, gate, projections) is identical.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -218,8 +219,12 @@ def fused_step_here(choice: bool | None, t: torch.Tensor) -> bool:
     (not fp64, which the kernels do not cover) when Triton can launch there."""
     if choice is not None:
         return choice
-    if not t.is_cuda or t.dtype == torch.float64:
-        return False
+    return t.is_cuda and t.dtype != torch.float64 and _triton_usable()
+
+
+@functools.cache
+def _triton_usable() -> bool:
+    """Decided once per process: a decoding loop asks once per token and layer."""
     from minimamba import env  # noqa: PLC0415
 
     return env.triton_status().usable

@@ -11,8 +11,9 @@ Each experiment writes ``<out>/generation_<name>.json`` with the command, device
   memory runs out; throughput = batch · 128 / time of the whole ``generate`` call (prefill included), the
   paper's definition. Mamba runs op by op (PyTorch step), with the fused Triton step kernels, and with those
   replayed from a CUDA graph; the Transformer++ with its preallocated KV cache, op by op and from a CUDA graph.
-- ``context``: the time and memory of one decoding step (CUDA graph) after a prefill of 1K … 256K tokens,
-  batch 1 and 16, for the 130M-class pair: the Transformer's step grows with the context, Mamba's does not.
+- ``context``: the time and memory of one decoding step (CUDA graph) after a prefill of 1K … 128K tokens
+  (batch · context ≤ ``--max-tokens``), batch 1 and 16, for the 130M-class pair: the Transformer's step
+  grows with the context, Mamba's does not.
 - ``scan`` (Figure 8, left): the fused selective scan (ours) and the PyTorch chunked scan against causal
   attention through ``scaled_dot_product_attention`` (FlashAttention backend) and a naive attention that
   materializes the L × L matrix; batch 1, width 1024 (attention: 16 heads of 64), N = 16, bf16,
@@ -92,8 +93,10 @@ def forget_graph(model) -> None:
 
 
 def build(config, dtype=torch.bfloat16):
-    model = (MambaLM(config) if isinstance(config, MambaConfig) else TransformerPP(config)).eval()
-    return model.to("cuda", dtype)
+    """The model with random weights, initialized on the GPU (a 1.4B model initializes slowly on a CPU)."""
+    with torch.device("cuda"):
+        model = MambaLM(config) if isinstance(config, MambaConfig) else TransformerPP(config)
+    return model.to(dtype).eval()
 
 
 #: (label, family, fused step, cuda graph)
@@ -124,34 +127,37 @@ def throughput(args) -> dict:
     pairs = [p for p in matched_pairs() if p.mamba_name in args.sizes]
     for pair in pairs:
         n_mamba, n_tpp = pair.counts()
-        for label, family, fused, graph in VARIANTS:
-            config = pair.mamba if family == "mamba" else pair.transformer
-            model = build(config)
-            set_fused(model, fused)
-            for batch in args.batches:
-                prompt = torch.randint(0, 50277, (batch, args.prompt), device="cuda")
-                run = partial(generate, model, prompt, args.gen, temperature=0, cuda_graph=graph)
-                row = {"pair": pair.mamba_name, "model": family, "variant": label, "batch": batch}
-                row["params"] = n_mamba if family == "mamba" else n_tpp
-                try:
-                    seconds, all_s = timed(run, args.reps)
-                    row |= {
-                        "seconds": seconds,
-                        "all_seconds": all_s,
-                        "tokens_per_s": batch * args.gen / seconds,
-                    }
-                    row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-                except Exception as e:  # noqa: BLE001  (out of memory ends this variant's sweep)
-                    if not is_oom(e):
-                        raise
-                    row["oom"] = True
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                forget_graph(model)
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-                if row.get("oom"):
-                    break
+        for family in ("mamba", "transformer"):
+            model = build(pair.mamba if family == "mamba" else pair.transformer)
+            for label, fam, fused, graph in VARIANTS:
+                if fam != family:
+                    continue
+                set_fused(model, fused)
+                for batch in args.batches:
+                    prompt = torch.randint(0, 50277, (batch, args.prompt), device="cuda")
+                    run = partial(generate, model, prompt, args.gen, temperature=0, cuda_graph=graph)
+                    row = {"pair": pair.mamba_name, "model": family, "variant": label, "batch": batch}
+                    row["params"] = n_mamba if family == "mamba" else n_tpp
+                    try:
+                        seconds, all_s = timed(run, args.reps)
+                        row |= {
+                            "seconds": seconds,
+                            "all_seconds": all_s,
+                            "tokens_per_s": batch * args.gen / seconds,
+                        }
+                        row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                    except Exception as e:  # noqa: BLE001  (out of memory ends this variant's sweep)
+                        if not is_oom(e):
+                            raise
+                        row["oom"] = True
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    forget_graph(model)
+                    prompt = run = None
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                    if row.get("oom"):
+                        break
             model = None  # noqa: F841  (free the weights before the next model)
             torch.cuda.empty_cache()
     return {"prompt": args.prompt, "generated": args.gen, "dtype": "bf16", "rows": rows}
@@ -168,7 +174,7 @@ def context(args) -> dict:
     ):
         model = build(config)
         for batch in (1, 16):
-            for ctx in args.contexts:
+            for ctx in [c for c in args.contexts if batch * c <= args.max_tokens]:
                 row = {"model": family, "batch": batch, "context": ctx}
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -391,8 +397,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--prompt", type=int, default=2048)
     parser.add_argument("--gen", type=int, default=128)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[2**k for k in range(10, 19)])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[2**k for k in range(10, 18)])
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument(
+        "--max-tokens", type=int, default=2**19, help="context: largest batch · context prefilled"
+    )
     parser.add_argument("--scan-min", type=int, default=9)
     parser.add_argument("--scan-max", type=int, default=19)
     parser.add_argument("--rounds", type=int, default=3)

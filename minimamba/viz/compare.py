@@ -25,7 +25,10 @@ from minimamba import committed
 from minimamba.viz import show
 
 __all__ = [
+    "best_ratio",
     "crossover",
+    "measure_throughput",
+    "step_bytes",
     "load_generation",
     "measure_scan_vs_attention",
     "plot_scan_vs_attention",
@@ -206,6 +209,22 @@ def throughput_widget(doc: dict) -> widgets.interactive:
     )
 
 
+def step_bytes(pair, context: int, batch: int, weight_bytes: int = 2) -> dict:
+    """The fewest bytes one decoding step must move through GPU memory, for a matched ``pair``
+    (``minimamba.transformer.MatchedPair``): every weight once (``weight_bytes`` each, bf16 by default), plus
+    Mamba's state read and written (conv window in bf16, SSM state in fp32) or the Transformer's whole KV cache
+    read (``context`` positions, bf16) and one new key and value written. A step at small batch is bound by
+    these bytes, not by arithmetic, so bytes / bandwidth is its floor."""
+    m, t = pair.mamba, pair.transformer
+    n_m, n_t = pair.counts()
+    mamba_state = m.n_layer * batch * m.d_inner * (m.d_conv * 2 + m.d_state * 4)
+    kv = 2 * t.n_layer * batch * t.d_model * 2  # one position's keys and values, bf16
+    return {
+        "mamba": n_m * weight_bytes + 2 * mamba_state,
+        "transformer": n_t * weight_bytes + kv * context + kv,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- live
 
 
@@ -238,6 +257,42 @@ def measure_scan_vs_attention(
             best = min(_seconds(fn) for _ in range(reps))
             rows.append({"method": name, "mode": "fwd", "L": L, "ms": 1e3 * best})
     return {"batch": 1, "width": width, "N": N, "dtype": "fp32", "rows": rows}
+
+
+@torch.no_grad()
+def measure_throughput(
+    batches: Sequence[int] = (1, 4, 16), d_model: int = 128, n_layer: int = 4, prompt: int = 64, gen: int = 16
+) -> dict:
+    """A CPU-sized Figure 8 (right): a random Mamba LM (``n_layer`` blocks) and the matched Transformer++
+    (n_layer // 2 layers, the same width), fp32, greedy ``generate``; tokens per second = batch · gen / time."""
+    from minimamba.config import MambaConfig  # noqa: PLC0415
+    from minimamba.generate import generate  # noqa: PLC0415
+    from minimamba.model import MambaLM  # noqa: PLC0415
+    from minimamba.transformer import TransformerPP, TransformerPPConfig  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    vocab = 256
+    models = {
+        "mamba": MambaLM(MambaConfig(d_model=d_model, n_layer=n_layer, vocab_size=vocab)).eval(),
+        "transformer": TransformerPP(
+            TransformerPPConfig(
+                vocab_size=vocab,
+                d_model=d_model,
+                n_layer=max(1, n_layer // 2),
+                n_head=4,
+                max_len=prompt + gen,
+            )
+        ).eval(),
+    }
+    rows = []
+    for batch in batches:
+        ids = torch.randint(0, vocab, (batch, prompt))
+        for name, model in models.items():
+            generate(model, ids, 2, temperature=0)  # warm-up
+            seconds = _seconds(partial(generate, model, ids, gen, temperature=0))
+            rows.append({"model": name, "batch": batch, "tokens_per_s": batch * gen / seconds})
+    params = {name: m.num_params() for name, m in models.items()}
+    return {"prompt": prompt, "generated": gen, "params": params, "rows": rows}
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
