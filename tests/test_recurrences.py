@@ -310,3 +310,135 @@ def test_bad_inputs_raise_naming_the_argument():
         s6_step(hs, [1.0, 1.0, 1.0], delta, A, B)
     with pytest.raises(TypeError, match="fn must be callable"):
         critical_path(3)
+
+
+# ------------------------------------------------------------------------------- minimamba.viz.recurrences
+
+
+def test_viz_step_jacobians():
+    from minimamba.viz import recurrences as vr
+
+    d = vr.step_jacobians(H=3, d_inner=3, N=2)
+    (l1, l2), (s1, s2) = d["lstm"], d["s6"]
+    assert l1.shape == (6, 6) and abs(l1 - l2).max() > 1e-2  # the LSTM's changes with the state
+    assert (s1 == s2).all() and s1.shape == (6, 6)  # S6's does not
+    off = s1 - torch.diag(torch.from_numpy(s1).diagonal()).numpy()
+    assert abs(off).max() == 0 and ((s1.diagonal() > 0) & (s1.diagonal() < 1)).all()  # exp(ΔA) in (0, 1)
+
+
+def test_viz_critical_paths_grow_as_the_algorithms_say():
+    from minimamba.viz import recurrences as vr
+
+    d = vr.critical_paths(lengths=(8, 16, 32), width=2, N=2)["depth"]
+    seq = d["S6 scan, sequential"]
+    assert seq[1] - seq[0] == 8 and seq[2] - seq[1] == 16  # one dependent step per position
+    lstm = d["LSTM (nn.LSTM)"]
+    assert lstm[2] - lstm[1] == 2 * (lstm[1] - lstm[0]) > 0  # linear in L
+    ble = d["S6 scan, Blelloch"]
+    assert ble[2] - ble[1] == ble[1] - ble[0] > 0  # a constant per doubling: logarithmic
+    for name in ("linear attention, parallel", "softmax attention"):
+        assert len(set(d[name])) == 1  # independent of L
+
+
+def test_viz_forgetting_against_closed_forms():
+    from minimamba.viz import recurrences as vr
+
+    L, j, r, d_ = 40, 5, 30, 3
+    out = vr.forgetting_update(log10_delta=-1.0, log10_delta_reset=0.5, reset_at=r, L=L, j=j, d=d_, seed=7)
+    g = torch.Generator().manual_seed(7)
+    k, v = torch.randn(2, L, d_, generator=g, dtype=F64)
+    u, B = torch.randn(L, generator=g, dtype=F64), torch.randn(L, d_, generator=g, dtype=F64)
+    phik = torch.tensor([_phi(x, "elu+1") for x in k[j].tolist()], dtype=F64)
+    la = [0.0] * j + [(phik.norm() * v[j].norm()).item()] * (L - j)  # ‖a b^T‖_F = ‖a‖ ‖b‖
+    check_close(
+        "linear attention: token j's share",
+        torch.tensor(la, dtype=F64),
+        torch.from_numpy(out["la"]),
+        rtol=1e-12,
+    )
+    s6 = []
+    for t in range(L):
+        if t < j:
+            s6.append(0.0)
+            continue
+        share = [0.1 * u[j].item() * B[j, n].item() for n in range(d_)]  # Δ_j u_j B_j
+        for s in range(j + 1, t + 1):
+            dt = 10**0.5 if s == r else 0.1
+            share = [share[n] * math.exp(-dt * (n + 1)) for n in range(d_)]
+        s6.append(math.sqrt(sum(x * x for x in share)))
+    check_close("S6: token j's share", torch.tensor(s6, dtype=F64), torch.from_numpy(out["s6"]), rtol=1e-10)
+    with pytest.raises(ValueError, match="j must be an int in"):
+        vr.forgetting_update(j=200)
+    with pytest.raises(ValueError, match="reset_at must be an int in"):
+        vr.forgetting_update(reset_at=-1)
+
+
+def test_viz_recall():
+    from minimamba.viz import recurrences as vr
+
+    assert vr.recall_accuracy("softmax (KV cache)", 32) == 1.0
+    for n in (3, 20):  # S6's state with A = 0 is the outer-product memory: the same read-out
+        assert vr.recall_accuracy("S6 state", n, 16, 8) == vr.recall_accuracy(
+            "linear attention, identity", n, 16, 8
+        )
+    # the outer-product read-out by hand: y = Σ_i (k_i · q) v_i, nearest stored value by cosine
+    g = torch.Generator().manual_seed(1)
+    K, V = torch.randn(50, 8, generator=g, dtype=F64), torch.randn(50, 5, generator=g, dtype=F64)
+    hits = 0
+    for i in range(50):
+        y = sum((K[s] @ K[i]) * V[s] for s in range(50))
+        cos = [(y @ V[s] / (y.norm() * V[s].norm())).item() for s in range(50)]
+        hits += max(range(50), key=cos.__getitem__) == i
+    assert vr.recall_accuracy("linear attention, identity", 50, 8, 5, seed=1) == hits / 50
+    with pytest.raises(ValueError, match="memory must be one of"):
+        vr.recall_accuracy("lstm", 4)
+    with pytest.raises(ValueError, match="n_pairs must be an int >= 1"):
+        vr.recall_accuracy("S6 state", 0)
+
+
+def test_viz_state_sizes_match_closed_forms():
+    from minimamba.lstm import lstm_param_count
+    from minimamba.transformer import matched_pairs
+    from minimamba.viz import recurrences as vr
+
+    rows = {
+        r["model"].split(",")[0] + ("+la" if "linear" in r["model"] else ""): r for r in vr.state_sizes(64)
+    }
+    pair = matched_pairs()[0]
+    m, t = pair.mamba, pair.transformer
+    assert rows["mamba-130m"]["fixed"] == m.n_layer * m.d_inner * (m.d_conv + m.d_state)
+    lstm = vr.matched_lstm(rows["mamba-130m"]["params"], 50277, 3)
+    assert rows["LSTM"]["fixed"] == 2 * 3 * lstm.d_model
+    widths = range(8, 8000, 8)
+    gaps = [
+        abs(
+            lstm_param_count(type(lstm)(vocab_size=50277, d_model=w, n_layer=3))
+            - rows["mamba-130m"]["params"]
+        )
+        for w in widths
+    ]
+    assert lstm.d_model == widths[gaps.index(min(gaps))]  # the closest width, by brute force
+    assert rows["transformer++-125m+la"]["fixed"] == t.n_layer * (t.n_head * t.head_dim**2 + t.d_model)
+    assert rows["transformer++-125m"]["per_token"] == 2 * t.n_layer * t.d_model
+    assert rows["transformer++-125m"]["at_context"] == 64 * 2 * t.n_layer * t.d_model
+
+
+def test_viz_figures_have_labelled_axes():
+    import matplotlib.pyplot as plt
+
+    from minimamba.viz import recurrences as vr
+
+    figs = [
+        vr.plot_step_jacobians(),
+        vr.plot_critical_paths(vr.critical_paths(lengths=(4, 8), width=2, N=2)),
+        vr.plot_timings(vr.time_forward(lengths=(8, 16), batch=1, width=4, N=2, repeats=1)),
+        vr.plot_forgetting(),
+        vr.plot_recall(vr.recall_curves(ns=(2, 4), seeds=(0,))),
+    ]
+    for fig in figs:
+        for ax in fig.axes:
+            if ax.get_label() == "<colorbar>":
+                continue
+            assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+        plt.close(fig)
+    assert vr.forgetting_widget().children  # sliders and an output area
