@@ -177,7 +177,7 @@ _STYLE = {
 
 @figure("11_critical_path")
 def plot_critical_paths(d: dict | None = None) -> Figure:
-    """Depth against L, log-log: L for the recurrences, about 3√L chunked, log L Blelloch, flat for attention."""
+    """Depth against L, log-log: ∝ L for the recurrences, ∝ √L chunked, ∝ log L Blelloch, flat for attention."""
     d = critical_paths() if d is None else d
     fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
     for name, depths in d["depth"].items():
@@ -326,10 +326,14 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
         title=f"token j = {j}, Δ = {d['delta']:.3g} elsewhere",
     )
     ax0.legend(fontsize=8, loc="lower left")
-    ax1.plot(t, d["z"], color="C1", label="linear attention: ‖z_t‖ = ‖Σ φ(k_s)‖")
-    ax1.plot(t, d["h"], color="C0", label="S6: ‖h_t‖")
-    ax1.set(xlabel="step t", ylabel="norm", title="the normalizer only grows; the S6 state stays bounded")
-    ax1.legend(fontsize=8)
+    ax1.semilogy(t, d["z"], color="C1", label="linear attention: ‖z_t‖ = ‖Σ φ(k_s)‖")
+    ax1.semilogy(t, d["h"], color="C0", label="S6: ‖h_t‖")
+    ax1.set(
+        xlabel="step t",
+        ylabel="norm (log scale)",
+        title="the normalizer only grows; the S6 state stays bounded",
+    )
+    ax1.legend(fontsize=8, loc="lower right")
     return fig
 
 
