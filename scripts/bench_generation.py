@@ -23,7 +23,9 @@ Each experiment writes ``<out>/generation_<name>.json`` with the command, device
   a 16-token prompt, 256 new tokens, greedy, batch 1 and 64, with and without CUDA graphs; logits and tokens
   compared, then the time per generated token.
 
-Times are medians of ``--reps`` runs after one warm-up run (which also captures the CUDA graphs).
+Times are medians of ``--reps`` runs after one warm-up run (which also captures the CUDA graphs). The
+throughput sweep is long (the op-by-op variants of the 1.4B pair take seconds per call): it saves after every
+measurement and continues with ``--resume``.
 """
 
 from __future__ import annotations
@@ -122,18 +124,33 @@ def write(out: pathlib.Path, name: str, doc: dict) -> None:
 
 
 def throughput(args) -> dict:
-    """Figure 8, right."""
-    rows = []
+    """Figure 8, right. The file is rewritten after every measurement (``"complete": false`` until the end), so
+    a run cut short keeps what it measured; ``--resume`` skips the (pair, variant, batch) already there."""
+    path = args.out / "generation_throughput.json"
+    rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
+    done = {(r["pair"], r["variant"], r["batch"]) for r in rows}
+    partial = {
+        "meta": meta(args),
+        "prompt": args.prompt,
+        "generated": args.gen,
+        "dtype": "bf16",
+        "complete": False,
+    }
     pairs = [p for p in matched_pairs() if p.mamba_name in args.sizes]
     for pair in pairs:
         n_mamba, n_tpp = pair.counts()
         for family in ("mamba", "transformer"):
-            model = build(pair.mamba if family == "mamba" else pair.transformer)
+            tpp = replace(
+                pair.transformer, max_len=args.prompt + args.gen
+            )  # the cache holds prompt + generated
+            model = build(pair.mamba if family == "mamba" else tpp)
             for label, fam, fused, graph in VARIANTS:
                 if fam != family:
                     continue
                 set_fused(model, fused)
                 for batch in args.batches:
+                    if (pair.mamba_name, label, batch) in done:
+                        continue
                     prompt = torch.randint(0, 50277, (batch, args.prompt), device="cuda")
                     run = partial(generate, model, prompt, args.gen, temperature=0, cuda_graph=graph)
                     row = {"pair": pair.mamba_name, "model": family, "variant": label, "batch": batch}
@@ -152,6 +169,7 @@ def throughput(args) -> dict:
                         row["oom"] = True
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    write(args.out, "throughput", partial | {"rows": rows})
                     forget_graph(model)
                     prompt = run = None
                     torch.cuda.empty_cache()
@@ -160,7 +178,7 @@ def throughput(args) -> dict:
                         break
             model = None  # noqa: F841  (free the weights before the next model)
             torch.cuda.empty_cache()
-    return {"prompt": args.prompt, "generated": args.gen, "dtype": "bf16", "rows": rows}
+    return {"prompt": args.prompt, "generated": args.gen, "dtype": "bf16", "rows": rows, "complete": True}
 
 
 def context(args) -> dict:
@@ -393,6 +411,7 @@ def main(argv=None) -> int:
     parser.add_argument("experiments", nargs="+", choices=["throughput", "context", "scan", "peer"])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "results")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--resume", action="store_true", help="throughput: keep the rows already in --out")
     parser.add_argument("--sizes", nargs="+", default=["mamba-130m", "mamba-1.4b"])
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--prompt", type=int, default=2048)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from minimamba import committed
+from minimamba.transformer import matched_pairs
 from minimamba.viz import show
 
 __all__ = [
@@ -86,24 +87,29 @@ _STYLE = {
 
 
 def plot_scan_vs_attention(doc: dict, title: str | None = None) -> Figure:
-    """Figure 8 (left): time against L, forward and forward + backward, one line per method; an × marks
-    where a method ran out of memory."""
+    """Figure 8 (left): time against L, one panel per mode measured (forward, forward + backward), one line per
+    method; an × marks the first length where a method ran out of memory."""
     rows = doc["rows"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained", sharey=True)
-    for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
-        for method, style in _STYLE.items():
+    modes = [m for m in ("fwd", "fwd+bwd") if any(r["mode"] == m for r in rows)]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(
+        1, len(modes), figsize=(5 * len(modes), 3.8), layout="constrained", squeeze=False
+    )
+    for ax, mode in zip(axes[0], modes):
+        for method in methods:
+            style = _STYLE.get(method) or (_STYLE[FLASH] if method.startswith("attention (SDPA") else {})
             L, ms = series(rows, "L", "ms", method=method, mode=mode)
             if len(L):
                 ax.loglog(L, ms, label=method, **style)
             oom = [r["L"] for r in rows if r["method"] == method and r["mode"] == mode and r.get("oom")]
             if oom and len(L):
-                ax.plot([min(oom)], [ms[-1]], "x", color=style["color"], ms=9, mew=2)
+                ax.plot([min(oom)], [ms[-1]], "x", color=style.get("color"), ms=9, mew=2)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("sequence length L")
         ax.set_title(mode)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].set_ylabel("time (ms, median)")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0][0].set_ylabel("time (ms, median)")
+    axes[0][0].legend(fontsize=8, loc="upper left")
     fig.suptitle(title or f"batch {doc['batch']}, width {doc['width']}, N = {doc['N']}, {doc['dtype']}")
     return fig
 
@@ -135,12 +141,13 @@ def plot_throughput(doc: dict, pairs: Sequence[str] | None = None) -> Figure:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.set_ylabel("generated tokens / s")
-        params = {r["model"]: r["params"] for r in rows if r["pair"] == pair}
-        ax.set_title(
-            f"{pair} ({params.get('mamba', 0) / 1e6:.0f}M) vs Transformer++ "
-            f"({params.get('transformer', 0) / 1e6:.0f}M)",
-            fontsize=10,
+        n_m, n_t = next(p.counts() for p in matched_pairs() if p.mamba_name == pair)
+        families = {r["model"] for r in rows if r["pair"] == pair and "tokens_per_s" in r}
+        note = (
+            "" if families == {"mamba", "transformer"} else "\n(run incomplete: not every variant measured)"
         )
+        ax.set_title(f"{pair} ({n_m / 1e6:.0f}M) vs Transformer++ ({n_t / 1e6:.0f}M){note}", fontsize=10)
+
         ax.grid(True, which="major", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"prompt {doc['prompt']}, {doc['generated']} generated tokens, {doc['dtype']}, greedy")
@@ -168,9 +175,10 @@ def plot_step_vs_context(doc: dict) -> Figure:
             c, ms = series(rows, "context", "ms_per_step", model=model, batch=batch)
             label = f"{'Mamba' if model == 'mamba' else 'Transformer++'}, batch {batch}"
             if len(c):
-                ax0.loglog(c, ms, ls, color=color, marker="o", label=label)
+                ax0.semilogx(c, ms, ls, color=color, marker="o", label=label)
                 c2, gib = series(rows, "context", "cache_gib", model=model, batch=batch)
                 ax1.loglog(c2, gib, ls, color=color, marker="o", label=label)
+    ax0.set_ylim(bottom=0)
     for ax, ylabel in ((ax0, "time per step (ms)"), (ax1, "cache (GiB)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("context length (tokens)")
