@@ -102,13 +102,7 @@ def test_detector_names_the_offending_text():
 
 
 def _cases():
-    cases = []
-    for nb in NOTEBOOKS:
-        marks = []
-        if nb.name.startswith("09_"):  # being typeset by another change: expected to fail until it lands
-            marks = [pytest.mark.xfail(reason="09 is typeset by the notebook-09 change", strict=False)]
-        cases.append(pytest.param(nb, id=nb.stem, marks=marks))
-    return cases
+    return [pytest.param(nb, id=nb.stem) for nb in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("notebook", _cases())
