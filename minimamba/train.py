@@ -300,6 +300,20 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
     return model, hist
 
 
+def git_describe() -> str | None:
+    """The commit a run was made from, with "+dirty" when the tree had changes (None outside git)."""
+    import subprocess  # noqa: PLC0415
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def run_meta(device: torch.device | str | None = None, **extra) -> dict:
     """Where and with what a result was made: date, versions, device name, plus ``extra`` fields."""
     meta = {

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import math
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,20 +41,9 @@ from minimamba.language import (
     lr_at,
     param_groups,
 )
-from minimamba.train import load_results, run_meta, save_results
+from minimamba.train import git_describe, load_results, run_meta, save_results
 
 SMOKE = {"context": 64, "batch": 4, "steps": 6, "eval_every": 3, "ckpt_every": 3, "eval_windows": 4}
-
-
-def _git_describe() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def run_name(size: str, family: str, lr: float) -> str:
@@ -148,7 +136,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     meta = run_meta(
         device,
         command=shlex.join(["python", "scripts/run_language.py", *args.argv]),
-        git=_git_describe(),
+        git=git_describe(),
         corpus={
             k: corpus_meta[k] for k in ("sha256", "n_works", "val_works", "n_train", "n_val", "vocab_size")
         },

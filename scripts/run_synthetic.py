@@ -31,7 +31,7 @@ from minimamba import block, scan
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
 from minimamba.tasks import induction_heads, selective_copying
-from minimamba.train import evaluate, run_meta, save_results, train
+from minimamba.train import evaluate, git_describe, run_meta, save_results, train
 
 # The paper's settings (App. E.1) for reference, then ours. Shared: vocab 16, 2 layers, d_model 64, Adam
 # without weight decay at a constant learning rate, fresh data every step.
@@ -130,7 +130,7 @@ def run_one(name: str, args: argparse.Namespace) -> Path:
         n_params=model.num_params(),
         scan_backend=backend,
         max_abs_diff_vs_pytorch_scan=_consistency(model, device, vocab),
-        git=_git_describe(),
+        git=git_describe(),
         paper=PAPER[spec["task"]],
         tiny=tiny,
     )
@@ -170,18 +170,6 @@ def _extrapolate(name, model, device, vocab, backend, args) -> dict:
         test[str(L)] = {"accuracy": r["token"], "n": n, "seconds": time.perf_counter() - t}
         print(f"[{name}] test L={L}: accuracy {r['token']:.3f}", flush=True)
     return test
-
-
-def _git_describe() -> str | None:
-    """The commit the run was made from, with "+dirty" when the tree had changes (None outside git)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
