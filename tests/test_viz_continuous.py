@@ -89,3 +89,36 @@ def test_figures_are_registered_and_draw():
     fig = continuous.plot_response(-0.5, 2.0, "square")
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
     assert isinstance(continuous.response_widget().children[0].value, float)
+
+
+def test_s4d_real_state_is_not_a_legendre_memory():
+    """Drop LegS's off-diagonal part (S4D-Real, same eigenvalues, B and clock): read back the same way, the
+    final state no longer rebuilds the history; LegS's error falls with N, the diagonal's does not."""
+    d = continuous.hippo_error_vs_N(Ns=(4, 32), L=2000)
+    legs, diag = d["rms_error"], d["rms_error_s4d_real"]
+    assert diag[1] > 100 * legs[1] and diag[1] > 0.5 and legs[1] < 0.01
+    # the N = 1 state is the same for both (LegS's A is lower triangular): c_0 = the mean of the history
+    one = continuous.hippo_memory(Ns=(1,), L=2000, M=50)["rec"][1]
+    check_close("N = 1", one, continuous.s4d_real_memory(Ns=(1,), L=2000, M=50)["rec"][1], 1e-12, 1e-12)
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("re, im", [(-2.5, 6.0), (-1.5, 0.0), (-2.0, 3.0), (0.5, 1.0)])
+def test_eigenvalue_legend_covers_no_marker(re, im):
+    fig = continuous.plot_response(re, im, "step")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert not _overlaps(legend, ax.get_window_extent())  # outside the eigenvalue plane altogether
+
+
+def test_hippo_figure_draws_the_input_on_top():
+    fig = continuous.plot_hippo_memory((4, 32))
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    top = lines["input history u(s)"]
+    assert top.get_linestyle() == "--" and top.get_color() == "k"
+    assert all(top.get_zorder() > ln.get_zorder() for name, ln in lines.items() if ln is not top)
+    assert top.get_linewidth() > max(ln.get_linewidth() for ln in lines.values() if ln is not top)

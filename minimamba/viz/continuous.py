@@ -1,8 +1,8 @@
 """Figures and the widget of notebook 01 (the continuous SSM): responses and eigenvalues, HiPPO-LegS memory.
 
 Every plot is drawn from a pure function that returns the plotted data (``response_update``,
-``oscillator_responses``, ``hippo_memory``, ``hippo_error_vs_N``), so that pytest can check what the reader
-sees.
+``oscillator_responses``, ``hippo_memory``, ``s4d_real_memory``, ``hippo_error_vs_N``), so that pytest can
+check what the reader sees.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from minimamba.ssm import impulse_response, legendre_reconstruct, legs_memory, simulate, step_response
+from minimamba.ssm import (
+    hippo_legs,
+    impulse_response,
+    legendre_reconstruct,
+    legs_memory,
+    s4d_real,
+    simulate,
+    step_response,
+)
 from minimamba.viz import figure, show
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "response_update",
     "response_widget",
     "history_signal",
+    "s4d_real_memory",
 ]
 
 _F64 = torch.float64
@@ -118,7 +127,8 @@ def _plot_eigenvalues(ax, eigenvalues, xlim: tuple[float, float], ylim: tuple[fl
     ax.axvline(0, color="0.6", lw=0.8)
     ax.plot(eigenvalues.real, eigenvalues.imag, "x", ms=10, mew=2, color="C3", label="eigenvalues")
     ax.set(xlim=xlim, ylim=ylim, xlabel="Re λ", ylabel="Im λ", title="eigenvalues of A")
-    ax.legend(loc="center left", fontsize=8)
+    # below the axes, so that it never covers an eigenvalue (they can sit anywhere in the plane)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
 
 
 def plot_response(re: float = -0.5, im: float = 2.0, kind: str = "step") -> Figure:
@@ -176,7 +186,7 @@ def plot_oscillator(k: float = 4.0, c: float = 0.5) -> Figure:
     ax1.plot(d["t"], d["step"], label="step response $CA^{-1}(e^{tA}-I)B$")
     ax1.axhline(1 / k, color="0.6", ls="--", lw=1, label=f"rest position under a unit force, 1/k = {1 / k:g}")
     ax1.set(xlabel="time t", ylabel="position y = x(t)", title=f"mass–spring, k = {k:g}, c = {c:g}, m = 1")
-    ax1.legend(loc="upper right", fontsize=8)
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -207,28 +217,57 @@ def hippo_memory(Ns: Sequence[int] = (4, 16, 32), t_end: float = 1.0, L: int = 3
     return {"s": s.numpy(), "u": history_signal(s).numpy(), "rec": rec}
 
 
+def s4d_real_memory(Ns: Sequence[int] = (4, 16, 32), t_end: float = 1.0, L: int = 3000, M: int = 500) -> dict:
+    """``hippo_memory`` with LegS's A replaced by its diagonal, S4D-Real A_n = -(n+1) (Mamba §3.6).
+
+    Same input, same B_n = sqrt(2n+1), same log-time clock as ``legs_memory``; only the off-diagonal part of
+    A is dropped. The final state is read back the way a LegS state is (``legendre_reconstruct``). Returns
+    ``s`` (M,), ``u`` (M,) and ``rec`` {N: (M,)} like ``hippo_memory``.
+    """
+    t = _legs_grid(t_end, L)
+    u = history_signal(t)
+    u_held = torch.cat([(u[:-1] + u[1:]) / 2, u[-1:]])  # (L,) held like legs_memory holds it
+    s = torch.linspace(0, t_end, M, dtype=_F64)
+    rec = {}
+    for N in Ns:
+        h0 = torch.zeros(N, dtype=_F64)
+        h0[0] = u[0]
+        _, h = simulate(
+            s4d_real(N), hippo_legs(N)[1], torch.zeros(N, dtype=_F64), 0.0, u_held, torch.log(t), h0
+        )
+        rec[N] = legendre_reconstruct(h[-1], t_end, s).numpy()  # h: (L, N)
+    return {"s": s.numpy(), "u": history_signal(s).numpy(), "rec": rec}
+
+
 @figure("01_hippo_memory")
 def plot_hippo_memory(Ns: Sequence[int] = (4, 16, 32)) -> Figure:
     """The input history and what N numbers of HiPPO-LegS state remember of it."""
     d = hippo_memory(Ns)
     fig, ax = plt.subplots(figsize=(9, 3.6), layout="constrained")
-    ax.plot(d["s"], d["u"], color="k", lw=2.5, alpha=0.35, label="input history u(s)")
-    for N, r in d["rec"].items():
-        ax.plot(d["s"], r, lw=1.2, label=f"rebuilt from the state, N = {N}")
+    for N, r in d["rec"].items():  # the reconstructions beneath, the input on top: it stays visible
+        ax.plot(d["s"], r, lw=1.4, zorder=2, label=f"rebuilt from the state, N = {N}")
+    ax.plot(d["s"], d["u"], color="k", ls="--", lw=2.2, zorder=3, label="input history u(s)")
     ax.set(
         xlabel="time s (the state is read at t = 1)",
         ylabel="u(s)",
         title="HiPPO-LegS: N numbers of state remember the whole history on [0, t]",
     )
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return fig
 
 
 def hippo_error_vs_N(Ns: Sequence[int] = (2, 4, 6, 8, 12, 16, 20, 24, 32), L: int = 3000) -> dict:
-    """RMS reconstruction error over [0, 1] of ``history_signal`` from the LegS state of size N."""
-    d = hippo_memory(Ns, 1.0, L)
-    err = [float(np.sqrt(np.mean((d["rec"][N] - d["u"]) ** 2))) for N in Ns]
-    return {"N": np.array(Ns), "rms_error": np.array(err)}
+    """RMS reconstruction error over [0, 1] of ``history_signal`` from the state of size N: ``rms_error``
+    for HiPPO-LegS, ``rms_error_s4d_real`` for its diagonal (S4D-Real) read back the same way."""
+
+    def rms(d: dict) -> np.ndarray:
+        return np.array([float(np.sqrt(np.mean((d["rec"][N] - d["u"]) ** 2))) for N in Ns])
+
+    return {
+        "N": np.array(Ns),
+        "rms_error": rms(hippo_memory(Ns, 1.0, L)),
+        "rms_error_s4d_real": rms(s4d_real_memory(Ns, 1.0, L)),
+    }
 
 
 @figure("01_hippo_error_vs_N")
@@ -236,9 +275,14 @@ def plot_hippo_error(d: dict | None = None) -> Figure:
     """Reconstruction error against the state size N (log scale); ``d`` from ``hippo_error_vs_N``."""
     d = hippo_error_vs_N() if d is None else d
     fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
-    ax.semilogy(d["N"], d["rms_error"], "o-")
+    ax.semilogy(d["N"], d["rms_error"], "o-", label="HiPPO-LegS")
+    if "rms_error_s4d_real" in d:
+        ax.semilogy(d["N"], d["rms_error_s4d_real"], "s--", color="C3", label="S4D-Real (its diagonal)")
     ax.set(
-        xlabel="state size N", ylabel="RMS error of the rebuilt history", title="more state, better memory"
+        xlabel="state size N",
+        ylabel="RMS error of the rebuilt history",
+        title="more state, better memory (LegS only)",
     )
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.3)
     return fig
