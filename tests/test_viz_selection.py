@@ -121,3 +121,32 @@ def test_figures_and_widget_build():
     w = vs.gate_widget()
     assert len(w.children[0].children) == len(vs.GATE_TOKENS)
     plt.close("all")
+
+
+def _outside_math(text: str) -> str:
+    """The part of a matplotlib label that mathtext does not typeset (between the $…$ pairs)."""
+    return "".join(text.split("$")[::2])
+
+
+def test_labels_are_typeset():
+    """No literal underscore or Δ subscript outside mathtext: `Δ_t` must read $\\Delta_t$."""
+    for fig in (vs.plot_fixed_kernel(), vs.plot_theorem1([-4.0, 0.0]), vs.plot_gate()):
+        for ax in fig.axes:
+            texts = [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+            texts += [
+                ln.get_label() for ln in ax.get_lines() + ax.patches if not ln.get_label().startswith("_")
+            ]
+            for text in texts:
+                assert text.count("$") % 2 == 0, text
+                assert "_" not in _outside_math(text) and "Δ" not in _outside_math(text), text
+        plt.close(fig)
+
+
+def test_gate_sliders_line_up():
+    sliders = vs.gate_widget().children[0].children
+    assert len({s.style.description_width for s in sliders}) == 1
+    assert len({s.layout.width for s in sliders}) == 1
+    assert sliders[0].style.description_width not in ("", "initial")  # a fixed width, not each its own
+    for i, s in enumerate(sliders):
+        assert s.description.count("$") % 2 == 0 and "_" not in _outside_math(s.description)
+        assert rf"\Delta_{i}" in s.description

@@ -23,6 +23,8 @@ from minimamba.tasks import NOISE, selective_copying
 from minimamba.viz import figure, show
 
 __all__ = [
+    "GATE_SLIDER_STYLE",
+    "GATE_SLIDER_WIDTH",
     "GATE_TOKENS",
     "gate_update",
     "gate_widget",
@@ -202,14 +204,14 @@ def plot_theorem1(biases: Sequence[float] = tuple(np.linspace(-8, 4, 25))) -> Fi
     ax0.plot(t, x.numpy(), ".", color="0.6", label="input $x_t$")
     ax0.plot(t, d["h_rnn"].numpy(), "-", color="C0", lw=3, alpha=0.5, label="gated RNN")
     ax0.plot(t, d["h_zoh"].numpy(), "--", color="C2", label="selective SSM, ZOH $\\bar B$")
-    ax0.plot(t, d["h_mamba"].numpy(), ":", color="C3", label="selective SSM, Euler $\\bar B = Δ$")
-    ax0.set(xlabel="step t", ylabel="state $h_t$", title="Theorem 1 (b = 0)")
+    ax0.plot(t, d["h_mamba"].numpy(), ":", color="C3", label="selective SSM, Euler $\\bar B = \\Delta$")
+    ax0.set(xlabel="step $t$", ylabel="state $h_t$", title="Theorem 1 (b = 0)")
     ax0.legend(fontsize=7)
     ax1.loglog(s["mean_delta"], s["rel_error"], "o-")
     ax1.set(
-        xlabel="mean Δ over the sequence",
-        ylabel="‖h_Euler − h_RNN‖ / ‖h_RNN‖",
-        title="Euler B: error grows with Δ",
+        xlabel="mean $\\Delta$ over the sequence",
+        ylabel=r"$\|h_{\mathrm{Euler}} - h_{\mathrm{RNN}}\| \,/\, \|h_{\mathrm{RNN}}\|$",
+        title=r"Euler $\bar B$: error grows with $\Delta$",
     )
     return fig
 
@@ -250,14 +252,14 @@ def plot_gate(x: Sequence[float] = GATE_TOKENS, log10_delta: Sequence[float] | N
     ax0.bar(t, d["x"], color="0.6", label="token $x_t$")
     ax0.set_ylabel("token value")
     axd = ax0.twinx()
-    axd.semilogy(t, d["delta"], "D", color="C1", label="Δ_t")
+    axd.semilogy(t, d["delta"], "D", color="C1", label="$\\Delta_t$")
     axd.set_ylim(5e-4, 20)
-    axd.set_ylabel("Δ_t (log scale)", color="C1")
-    ax0.set_title("large Δ: take the token; small Δ: ignore it")
-    ax1.bar(t, d["g"], color="C1", alpha=0.3, label="gate $g_t = 1 - e^{-Δ_t}$")
+    axd.set_ylabel("$\\Delta_t$ (log scale)", color="C1")
+    ax0.set_title("large $\\Delta$: take the token; small $\\Delta$: ignore it")
+    ax1.bar(t, d["g"], color="C1", alpha=0.3, label="gate $g_t = 1 - e^{-\\Delta_t}$")
     ax1.step(t, d["h"], where="mid", color="C0", lw=2, label="state $h_t$ (= output, C = 1)")
     ax1.plot(t, d["x"], "_", color="k", ms=14, label="token $x_t$")
-    ax1.set(xlabel="token t", ylabel="value")
+    ax1.set(xlabel="token $t$", ylabel="value")
     ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
@@ -265,16 +267,27 @@ def plot_gate(x: Sequence[float] = GATE_TOKENS, log10_delta: Sequence[float] | N
 figure("04_delta_gate")(plot_gate)
 
 
+#: one description width and one track width for every slider of the gate widget, so that the tracks line up
+GATE_SLIDER_STYLE = {"description_width": "9em"}
+GATE_SLIDER_WIDTH = "98%"
+
+
 def gate_widget() -> widgets.VBox:
     """One slider per token of :data:`GATE_TOKENS` for log10 Δ_t, over :func:`plot_gate`."""
     default = [1.0, -2.0, -2.0, 1.0, -2.0, -2.0, -2.0, 0.0]
     sliders = {
         f"t{i}": widgets.FloatSlider(
-            value=v, min=-3.0, max=1.0, step=0.25, description=f"log₁₀Δ_{i} (x={x:g})", readout_format=".2f",
-            style={"description_width": "initial"},
+            value=v,
+            min=-3.0,
+            max=1.0,
+            step=0.25,
+            description=rf"$\log_{{10}} \Delta_{i}$ ($x_{i}$ = {x:g})",
+            readout_format=".2f",
+            style=GATE_SLIDER_STYLE,
+            layout=widgets.Layout(width=GATE_SLIDER_WIDTH),
         )
         for i, (v, x) in enumerate(zip(default, GATE_TOKENS))
-    }  # fmt: skip
+    }
     out = widgets.interactive_output(
         lambda **kw: show(plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])), sliders
     )
