@@ -96,3 +96,29 @@ def test_figures_and_widgets_build():
     fig = vi.plot_generation(vi.measure_generation((4, 8), d_model=16, n_layer=1, n_steps=1))
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
     assert vb.dt_init_widget().children and vi.cache_widget().children
+
+
+def test_dt_init_widget_keeps_dt_min_below_dt_max():
+    """dt_init_update refuses dt_max < dt_min; the widget's sliders never hand it that order."""
+    with pytest.raises(ValueError, match="dt_min <= dt_max"):
+        vb.dt_init_update(1e-2, 1e-3)
+    w = vb.dt_init_widget()
+    lo, hi = w.children[:2]
+    hi.value = 1e-4  # below dt_min = 1e-3: dt_min follows it down
+    assert lo.value == hi.value == pytest.approx(1e-4)
+    lo.value = 0.5  # above dt_max: dt_max follows it up
+    assert lo.value == hi.value == pytest.approx(0.5)
+    hi.value = 0.8  # the right order is left alone
+    assert (lo.value, hi.value) == (pytest.approx(0.5), pytest.approx(0.8))
+    d = vb.dt_init_update(lo.value, hi.value, n=500)
+    assert d["in_range"] == 1.0 and d["dt_min"] <= d["dt_max"]
+
+
+def test_block_diagram_text_is_readable_at_notebook_width():
+    """Shown 800 px wide (8 inches at 100 dpi), every label of the block diagram is at least 9 pt."""
+    fig = vb.plot_block_diagram()
+    scale = vb.NOTEBOOK_WIDTH_IN / fig.get_figwidth()
+    texts = [t for ax in fig.axes for t in ax.texts] + [fig.axes[0].title]
+    assert len(texts) > 15
+    small = [(t.get_text(), t.get_fontsize() * scale) for t in texts if t.get_text() and t.get_fontsize() * scale < 9]
+    assert not small, small

@@ -47,16 +47,18 @@ PAPER_SIZES = {
 
 _BOXES = {  # name: (x, y, label, shape text, colour)
     "in": (0.0, 1.0, "hidden", "(B, L, D)", "#eeeeee"),
-    "in_proj": (1.6, 1.0, "in_proj", "D → 2·E·D", "#cfe2f3"),
-    "conv": (3.4, 2.0, "conv1d\n(causal)", "(B, E·D, L)", "#d9ead3"),
-    "silu_x": (5.0, 2.0, "SiLU", "", "#fff2cc"),
-    "ssm": (8.4, 2.0, "selective\nscan", "A, D, Δ, B, C", "#f4cccc"),
-    "x_proj": (6.6, 3.25, "x_proj\n→ Δ, B, C", "Δ: dt_proj, softplus", "#cfe2f3"),
-    "silu_z": (5.0, 0.0, "SiLU", "z: (B, E·D, L)", "#fff2cc"),
-    "gate": (10.0, 1.0, "×", "", "#ead1dc"),
-    "out_proj": (11.5, 1.0, "out_proj", "E·D → D", "#cfe2f3"),
-    "out": (13.1, 1.0, "output", "(B, L, D)", "#eeeeee"),
+    "in_proj": (1.75, 1.0, "in_proj", "D → 2·E·D", "#cfe2f3"),
+    "conv": (3.55, 2.0, "conv1d\n(causal)", "(B, E·D, L)", "#d9ead3"),
+    "silu_x": (5.2, 2.0, "SiLU", "", "#fff2cc"),
+    "ssm": (8.75, 2.0, "selective\nscan", "A, D, Δ, B, C", "#f4cccc"),
+    "x_proj": (7.0, 3.25, "x_proj", "→ Δ, B, C   (Δ: dt_proj, then softplus)", "#cfe2f3"),
+    "silu_z": (5.2, 0.0, "SiLU", "z: (B, E·D, L)", "#fff2cc"),
+    "gate": (10.3, 1.0, "×", "", "#ead1dc"),
+    "out_proj": (11.75, 1.0, "out_proj", "E·D → D", "#cfe2f3"),
+    "out": (13.45, 1.0, "output", "(B, L, D)", "#eeeeee"),
 }
+_WIDTH = {"gate": 0.6, "ssm": 1.5}  # box widths other than the default
+_SHAPE_RIGHT = {"x_proj"}  # boxes whose shape text sits to their right (arrows pass below them)
 _ARROWS = [
     ("in", "in_proj"),
     ("in_proj", "conv"),
@@ -72,35 +74,47 @@ _ARROWS = [
 ]
 
 
+#: the width in inches at which a figure is shown about 800 px wide in a notebook (100 dpi)
+NOTEBOOK_WIDTH_IN = 8.0
+
+
 @figure("07_mamba_block")
 def plot_block_diagram() -> Figure:
-    """The Mamba block (Fig. 3 of the paper, right), left to right, with the shape after each box."""
-    fig, ax = plt.subplots(figsize=(12, 3.6), layout="constrained")
-    w, h = 1.25, 0.7
-    for x, y, label, shape, colour in _BOXES.values():
+    """The Mamba block (Fig. 3 of the paper, right), left to right, with the shape after each box.
+
+    Drawn 10 inches wide with 11.5-13 pt text, so that shown 800 px wide every label is still >= 9 pt.
+    """
+    fig, ax = plt.subplots(figsize=(10, 4.4), layout="constrained")
+    w0, h = 1.3, 0.8
+    for name, (x, y, label, shape, colour) in _BOXES.items():
+        w = _WIDTH.get(name, w0)
         ax.add_patch(
             FancyBboxPatch(
                 (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=colour, ec="#444444", lw=1.2
             )
         )
-        ax.text(x, y, label, ha="center", va="center", fontsize=10, weight="bold")
-        if shape:
-            ax.text(x, y - h / 2 - 0.18, shape, ha="center", va="top", fontsize=8, color="#333333")
+        ax.text(x, y, label, ha="center", va="center", fontsize=12, weight="bold", linespacing=1.0)
+        if shape and name in _SHAPE_RIGHT:
+            ax.text(x + w / 2 + 0.2, y, shape, ha="left", va="center", fontsize=11.5, color="#333333")
+        elif shape:
+            ax.text(x, y - h / 2 - 0.12, shape, ha="center", va="top", fontsize=11.5, color="#333333")
     for a, b in _ARROWS:
         xa, ya = _BOXES[a][:2]
         xb, yb = _BOXES[b][:2]
         ax.annotate(
             "",
-            xy=(xb - w / 2 if abs(yb - ya) < 0.5 or a == "x_proj" else xb - w / 2, yb),
-            xytext=(xa + w / 2, ya),
+            xy=(xb - _WIDTH.get(b, w0) / 2, yb),
+            xytext=(xa + _WIDTH.get(a, w0) / 2, ya),
             arrowprops=dict(arrowstyle="-|>", color="#444444", lw=1.2, shrinkA=2, shrinkB=2),
         )
-    ax.text(2.45, 1.65, "x", fontsize=11, style="italic")
-    ax.text(2.45, 0.3, "z", fontsize=11, style="italic")
-    ax.set_xlim(-0.8, 13.9)
-    ax.set_ylim(-0.7, 3.9)
+    ax.text(2.45, 1.7, "x", fontsize=13, style="italic")
+    ax.text(2.55, 0.25, "z", fontsize=13, style="italic")
+    ax.set_xlim(-0.75, 14.2)
+    ax.set_ylim(-0.85, 3.75)
     ax.set_axis_off()
-    ax.set_title("The Mamba block (D = d_model, E = expand, N = d_state, R = dt_rank, B = batch)")
+    ax.set_title(
+        "The Mamba block (D = d_model, E = expand, N = d_state, R = dt_rank, B = batch)", fontsize=12.5
+    )
     return fig
 
 
@@ -165,11 +179,26 @@ def _plot_dt_init_default() -> Figure:
 
 
 def dt_init_widget() -> widgets.interactive:
-    """Sliders (log scale) for dt_min and dt_max over :func:`plot_dt_init`."""
+    """Sliders (log scale) for dt_min and dt_max over :func:`plot_dt_init`.
+
+    The sliders keep dt_min <= dt_max (``dt_init_update`` refuses the other order): move dt_min above dt_max
+    and dt_max follows it up; move dt_max below dt_min and dt_min follows it down.
+    """
+    kw = dict(base=10, min=-4, max=0, step=0.1, style={"description_width": "4em"})
+    lo = widgets.FloatLogSlider(value=1e-3, description="dt_min", **kw)
+    hi = widgets.FloatLogSlider(value=1e-1, description="dt_max", **kw)
+
+    def keep_order(change: dict) -> None:  # registered before the plot's observer, so it runs first
+        if lo.value > hi.value:
+            if change["owner"] is lo:
+                hi.value = lo.value
+            else:
+                lo.value = hi.value
+
+    lo.observe(keep_order, "value")
+    hi.observe(keep_order, "value")
     return widgets.interactive(
-        lambda dt_min, dt_max: show(plot_dt_init(dt_min, max(dt_min, dt_max))),
-        dt_min=widgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=0, step=0.1, description="dt_min"),
-        dt_max=widgets.FloatLogSlider(value=1e-1, base=10, min=-4, max=0, step=0.1, description="dt_max"),
+        lambda dt_min, dt_max: show(plot_dt_init(dt_min, dt_max)), dt_min=lo, dt_max=hi
     )
 
 
@@ -202,8 +231,10 @@ def plot_decay(delta: float = 0.01, N: int = 16, L: int = 400) -> Figure:
             label=f"n = {n}" if n in (0, N - 1) else None,
         )
     ax.set_xlabel("steps since the input t")
-    ax.set_ylabel("exp(Δ A_n)^t")
-    ax.set_title(f"S4D-real A_n = −(n+1), Δ = {delta:g}: state n forgets (n+1)× faster than state 0")
+    ax.set_ylabel(r"$\exp(\Delta A_n)^t$")
+    ax.set_title(
+        rf"S4D-Real $A_n = -(n+1)$, $\Delta$ = {delta:g}: state n forgets (n+1)× faster than state 0"
+    )
     ax.legend()
     return fig
 
