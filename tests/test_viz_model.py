@@ -120,5 +120,9 @@ def test_block_diagram_text_is_readable_at_notebook_width():
     scale = vb.NOTEBOOK_WIDTH_IN / fig.get_figwidth()
     texts = [t for ax in fig.axes for t in ax.texts] + [fig.axes[0].title]
     assert len(texts) > 15
-    small = [(t.get_text(), t.get_fontsize() * scale) for t in texts if t.get_text() and t.get_fontsize() * scale < 9]
+    small = [
+        (t.get_text(), t.get_fontsize() * scale)
+        for t in texts
+        if t.get_text() and t.get_fontsize() * scale < 9
+    ]
     assert not small, small
