@@ -9,7 +9,7 @@ gradient clip 1.0, linear warm-up then cosine decay to 10 % of the peak) and a s
 Validation loss is measured in bits per character on a fixed set of windows of the held-out plays.
 
     PYTHONPATH=. python scripts/run_language.py --data ~/.cache/minimamba/shakespeare --out results/language
-    PYTHONPATH=. python scripts/run_language.py --smoke --data DIR --out /tmp/smoke     # every family, CPU
+    PYTHONPATH=. python scripts/run_language.py --smoke --data DIR --out smoke-runs     # every family, CPU
 
 Every run writes ``<out>/language_<size>_<family>_lr<lr>.json`` (minimamba.train.save_results: config,
 history of step / tokens / wall seconds / lr / train loss / val bpc, meta with device, versions, command)
