@@ -129,6 +129,9 @@ class GraphedStep:
     def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
         if token_ids.shape != (self.batch,):
             raise ValueError(f"token_ids must have shape ({self.batch},), got {tuple(token_ids.shape)}")
+        max_len = getattr(self.cache, "max_len", None)  # a KV cache: the graph would write past its end
+        if max_len is not None and self.cache.seqlen >= max_len:
+            raise ValueError(f"KV cache full: it holds {self.cache.seqlen} of max_len={max_len} positions")
         self.token.copy_(token_ids)
         self.graph.replay()
         self.cache.seqlen += 1  # host-side bookkeeping the graph does not replay
