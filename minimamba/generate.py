@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GraphedStep", "InferenceCache", "LayerCache", "generate", "sample_next"]
+__all__ = ["GraphedStep", "InferenceCache", "LayerCache", "generate", "init_cache", "sample_next"]
 
 
 @dataclass
@@ -201,7 +201,7 @@ def generate(
         graphed = _graphed_step(model, ids.shape[0], total_len)
         cache = graphed.cache
     else:
-        cache = _init_cache(model, ids.shape[0], total_len)
+        cache = init_cache(model, ids.shape[0], total_len)
     logits = model(ids, cache=cache, num_last_tokens=1)[
         :, -1, :vocab
     ]  # (batch, vocab): prefill, fills the cache
@@ -232,7 +232,7 @@ def _graphed_step(model, batch: int, total_len: int) -> GraphedStep:
     held = model.__dict__.get("_minimamba_graphed_step")
     if held is None or held[0] != key:
         model.__dict__["_minimamba_graphed_step"] = None  # let the old graph and cache go first
-        graphed = GraphedStep(model, _init_cache(model, batch, total_len))
+        graphed = GraphedStep(model, init_cache(model, batch, total_len))
         model.__dict__["_minimamba_graphed_step"] = (key, graphed)
     graphed = model.__dict__["_minimamba_graphed_step"][1]
     for t in _cache_tensors(graphed.cache):  # a new generation starts from an empty cache
@@ -241,7 +241,7 @@ def _graphed_step(model, batch: int, total_len: int) -> GraphedStep:
     return graphed
 
 
-def _init_cache(model, batch: int, total_len: int):
+def init_cache(model, batch: int, total_len: int):
     """A model's empty cache; a Transformer's is preallocated for the whole generation (prompt + new)."""
     import inspect  # noqa: PLC0415
 

@@ -213,11 +213,11 @@ def context(args) -> dict:
 
 def time_steps(model, prompt: torch.Tensor, steps: int) -> dict:
     """Prefill ``prompt`` into a cache, capture one step in a CUDA graph, time ``steps`` replays."""
-    from minimamba.generate import GraphedStep, _init_cache  # noqa: PLC0415
+    from minimamba.generate import GraphedStep, init_cache  # noqa: PLC0415
 
     batch, ctx = prompt.shape
     with torch.no_grad():
-        cache = _init_cache(model, batch, ctx + steps + 3)
+        cache = init_cache(model, batch, ctx + steps + 3)
         graphed = GraphedStep(model, cache)  # captured on the empty cache, restored after capture
         logits = model(prompt, cache=cache, num_last_tokens=1)[:, -1]
         token = logits.argmax(-1)
