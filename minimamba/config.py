@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["MambaConfig"]
+__all__ = ["MambaConfig", "pad_vocab"]
+
+
+def pad_vocab(vocab_size: int, multiple: int) -> int:
+    """vocab_size rounded up to a multiple of ``multiple``: the embedding's and logits' rows (as mamba_ssm pads)."""
+    return -(-vocab_size // multiple) * multiple
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -88,8 +93,7 @@ class MambaConfig:
     @property
     def padded_vocab_size(self) -> int:
         """vocab_size rounded up to a multiple of pad_vocab_size_multiple: the embedding's and logits' size."""
-        m = self.pad_vocab_size_multiple
-        return -(-self.vocab_size // m) * m
+        return pad_vocab(self.vocab_size, self.pad_vocab_size_multiple)
 
     def to_dict(self) -> dict:
         """The fields as a plain dict (``MambaConfig(**d)`` rebuilds it)."""

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from minimamba.config import pad_vocab
+
 __all__ = ["LSTMCache", "LSTMConfig", "LSTMLM", "lstm_param_count"]
 
 
@@ -58,8 +60,7 @@ class LSTMConfig:
 
     @property
     def padded_vocab_size(self) -> int:
-        m = self.pad_vocab_size_multiple
-        return -(-self.vocab_size // m) * m
+        return pad_vocab(self.vocab_size, self.pad_vocab_size_multiple)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minimamba.config import MambaConfig
+from minimamba.config import MambaConfig, pad_vocab
 from minimamba.model import RMSNorm, param_count
 
 __all__ = [
@@ -94,8 +94,7 @@ class TransformerPPConfig:
     @property
     def padded_vocab_size(self) -> int:
         """vocab_size rounded up to a multiple of pad_vocab_size_multiple: the embedding's and logits' size."""
-        m = self.pad_vocab_size_multiple
-        return -(-self.vocab_size // m) * m
+        return pad_vocab(self.vocab_size, self.pad_vocab_size_multiple)
 
 
 def tpp_param_count(config: TransformerPPConfig) -> int:
