@@ -129,7 +129,7 @@ def throughput(args) -> dict:
     path = args.out / "generation_throughput.json"
     rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
     done = {(r["pair"], r["variant"], r["batch"]) for r in rows}
-    partial = {
+    header = {
         "meta": meta(args),
         "prompt": args.prompt,
         "generated": args.gen,
@@ -169,7 +169,7 @@ def throughput(args) -> dict:
                         row["oom"] = True
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    write(args.out, "throughput", partial | {"rows": rows})
+                    write(args.out, "throughput", header | {"rows": rows})
                     forget_graph(model)
                     prompt = run = None
                     torch.cuda.empty_cache()
