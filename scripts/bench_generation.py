@@ -127,10 +127,14 @@ def throughput(args) -> dict:
     """Figure 8, right. The file is rewritten after every measurement (``"complete": false`` until the end), so
     a run cut short keeps what it measured; ``--resume`` skips the (pair, variant, batch) already there."""
     path = args.out / "generation_throughput.json"
-    rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
+    previous = json.loads(path.read_text()) if args.resume and path.is_file() else {"rows": []}
+    rows = previous["rows"]
     done = {(r["pair"], r["variant"], r["batch"]) for r in rows}
+    # One meta per invocation that measured rows; each row names its invocation ("run", an index).
+    runs = previous.get("runs", [previous["meta"]] if "meta" in previous else []) + [meta(args)]
     header = {
-        "meta": meta(args),
+        "meta": runs[-1],
+        "runs": runs,
         "prompt": args.prompt,
         "generated": args.gen,
         "dtype": "bf16",
@@ -154,6 +158,7 @@ def throughput(args) -> dict:
                     prompt = torch.randint(0, 50277, (batch, args.prompt), device="cuda")
                     run = partial(generate, model, prompt, args.gen, temperature=0, cuda_graph=graph)
                     row = {"pair": pair.mamba_name, "model": family, "variant": label, "batch": batch}
+                    row["run"] = len(runs) - 1
                     row["params"] = n_mamba if family == "mamba" else n_tpp
                     try:
                         seconds, all_s = timed(run, args.reps)
@@ -178,7 +183,7 @@ def throughput(args) -> dict:
                         break
             model = None  # noqa: F841  (free the weights before the next model)
             torch.cuda.empty_cache()
-    return {"prompt": args.prompt, "generated": args.gen, "dtype": "bf16", "rows": rows, "complete": True}
+    return header | {"rows": rows, "complete": True}
 
 
 def context(args) -> dict:
