@@ -31,7 +31,17 @@ from minimamba.lstm import LSTMLM, LSTMConfig, lstm_param_count
 from minimamba.model import MambaLM, param_count
 from minimamba.transformer import TransformerPP, TransformerPPConfig, tpp_param_count
 
-__all__ = ["DEPTHS", "FAMILIES", "SIZES", "build", "count", "family_config", "lr_at", "param_groups"]
+__all__ = [
+    "DEPTHS",
+    "FAMILIES",
+    "SIZES",
+    "build",
+    "count",
+    "family_config",
+    "lr_at",
+    "param_groups",
+    "sample",
+]
 
 FAMILIES = ("mamba", "mamba-lti", "transformer++", "lstm")
 #: target parameter counts (the names are what result files and figures show)
@@ -142,3 +152,39 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Mean cross-entropy in nats over the first ``vocab_size`` logits (the padded rows are no token)."""
     return nn.functional.cross_entropy(logits[..., :vocab_size].float().flatten(0, 1), targets.flatten())
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    n: int,
+    vocab_size: int,
+    context: int,
+    temperature: float = 0.8,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``n`` characters drawn after ``prompt_ids`` (1-D ids), each from the logits of a full forward pass over
+    the last ``context`` ids at ``temperature`` (the same code for every family: no cache needed at these
+    sizes). Deterministic for a seed. Returns the new ids (n,) on the CPU."""
+    if prompt_ids.dim() != 1 or len(prompt_ids) == 0:
+        raise ValueError(
+            f"prompt_ids must be a non-empty 1-D tensor of ids, got shape {tuple(prompt_ids.shape)}"
+        )
+    if n < 0 or context < 1:
+        raise ValueError(f"n must be >= 0 and context >= 1, got n={n}, context={context}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    ids = prompt_ids.to(device)
+    new = []
+    for _ in range(n):
+        logits = model(ids[-context:][None])[0, -1, :vocab_size].float().cpu()
+        nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g)
+        new.append(nxt)
+        ids = torch.cat([ids, nxt.to(device)])
+    model.train(was_training)
+    return torch.cat(new) if new else torch.zeros(0, dtype=torch.long)

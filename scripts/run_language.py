@@ -40,10 +40,21 @@ from minimamba.language import (
     family_config,
     lr_at,
     param_groups,
+    sample,
 )
 from minimamba.train import git_describe, load_results, run_meta, save_results
 
-SMOKE = {"context": 64, "batch": 4, "steps": 6, "eval_every": 3, "ckpt_every": 3, "eval_windows": 4}
+SMOKE = {
+    "context": 64,
+    "batch": 4,
+    "steps": 6,
+    "eval_every": 3,
+    "ckpt_every": 3,
+    "eval_windows": 4,
+    "sample_chars": 20,
+}
+#: the start of every generated sample (the opening of Macbeth's first scene, a held-out play)
+SAMPLE_PROMPT = "FIRST WITCH.\nWhen shall we three meet again\n"
 
 
 def run_name(size: str, family: str, lr: float) -> str:
@@ -81,7 +92,8 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     train_ids, val_ids, vocab, corpus_meta = corpus
     out = Path(args.out)
     name = run_name(size, family, lr)
-    path, ckpt_path = out / f"{name}.json", out / "checkpoints" / f"{name}.pt"
+    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out / "checkpoints"
+    path, ckpt_path = out / f"{name}.json", ckpt_dir / f"{name}.pt"
     if args.resume and path.exists() and load_results(path)["meta"].get("done"):
         print(f"[{name}] finished already, skipped", flush=True)
         return path
@@ -203,6 +215,16 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
                 ckpt_path,
             )
     bar.close()
+    if stop == steps and steps > start:  # finished in this invocation: a sample, then the checkpoint can go
+        prompt = torch.as_tensor(vocab.encode(SAMPLE_PROMPT))
+        with autocast():
+            text = vocab.decode(
+                sample(model, prompt, args.sample_chars, len(vocab), args.context, seed=args.seed)
+            )
+        meta["sample"] = {"prompt": SAMPLE_PROMPT, "temperature": 0.8, "seed": args.seed, "text": text}
+        save_results(path, hist, settings, meta)
+        if not args.keep_checkpoints:
+            ckpt_path.unlink(missing_ok=True)
     if hist["val_bpc"]:
         print(
             f"[{name}] {n_params:,} params, step {hist['step'][-1]}/{steps}: val {hist['val_bpc'][-1]:.3f} bpc"
@@ -260,6 +282,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--eval-batch", type=int, default=64, help="windows per validation forward pass")
     p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--ckpt-dir", default=None, help="folder for the checkpoints (default: <out>/checkpoints)")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep a finished run's checkpoint (by default it is deleted once the run's JSON holds its sample)",
+    )
+    p.add_argument(
+        "--sample-chars", type=int, default=400, help="characters sampled from each finished model"
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -291,6 +322,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.context, args.batch, args.steps = SMOKE["context"], SMOKE["batch"], SMOKE["steps"]
         args.eval_every, args.ckpt_every = SMOKE["eval_every"], SMOKE["ckpt_every"]
         args.eval_windows = SMOKE["eval_windows"]
+        args.sample_chars = SMOKE["sample_chars"]
     args.family_list = [f for f in args.families.split(",") if f]
     args.size_list = [s for s in args.sizes.split(",") if s]
     bad = [f for f in args.family_list if f not in FAMILIES] + [s for s in args.size_list if s not in SIZES]
@@ -300,6 +332,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.lr_list = [float(x) for x in args.lrs.split(",") if x]
     except ValueError:
         p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
+    if args.sample_chars < 0:
+        p.error(f"--sample-chars must be >= 0, got {args.sample_chars}")
     for name in ("context", "batch", "eval_every", "eval_batch", "ckpt_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -313,9 +347,26 @@ def main(argv: list[str] | None = None) -> int:
     corpus = load_corpus(args)
     for size in args.size_list:
         for family in args.family_list:
+            finals = {}
             for lr in args.lr_list:
-                run_one(size, family, lr, args, corpus)
+                hist = load_results(run_one(size, family, lr, args, corpus))["history"]
+                if hist["val_bpc"]:
+                    finals[lr] = hist["val_bpc"][-1]
+            edge = sweep_edge(finals)
+            if edge:
+                print(
+                    f"[{size} {family}] the best learning rate, {edge:g}, is at the edge of the sweep {sorted(finals)}"
+                )
     return 0
+
+
+def sweep_edge(finals: dict[float, float]) -> float | None:
+    """The best learning rate if it is the smallest or largest of three or more tried, else None: a sweep
+    whose best sits at its edge has not bracketed the optimum."""
+    if len(finals) < 3:
+        return None
+    best = min(finals, key=finals.get)
+    return best if best in (min(finals), max(finals)) else None
 
 
 if __name__ == "__main__":

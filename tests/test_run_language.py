@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from minimamba import data
-from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups
+from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups, sample
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
 
@@ -63,7 +63,39 @@ def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
         assert hist["time"][0] <= hist["time"][1] and len(hist["lr"]) == 2
         assert meta["done"] is True and meta["device"].startswith("cpu") and "torch" in meta
         assert "--smoke" in meta["command"] and meta["resumed_from"] is None
-        assert (out / "checkpoints" / f"{files[0].stem}.pt").exists()
+        text = meta["sample"]["text"]
+        assert len(text) == 20 and meta["sample"]["prompt"] == _script().SAMPLE_PROMPT
+        assert set(text) <= set(json.loads((corpus_dir / "meta.json").read_text())["vocab"]) | {"\ufffd"}
+    assert not list(out.glob("checkpoints/*.pt"))  # finished runs keep their JSON, not their checkpoint
+
+
+def test_keep_checkpoints_and_ckpt_dir(corpus_dir, tmp_path):
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    args = ["--smoke", "--families", "mamba", "--data", str(corpus_dir), "--no-progress"]
+    _script().main([*args, "--out", str(out), "--ckpt-dir", str(ckpt), "--keep-checkpoints"])
+    assert [p.name for p in ckpt.glob("*.pt")] == ["language_0.5M_mamba_lr0.001.pt"]
+    assert not (out / "checkpoints").exists()
+
+
+def test_sample_is_deterministic_and_checks_its_arguments():
+    model = build(family_config("lstm", "0.5M", 12))
+    prompt = torch.tensor([1, 2, 3])
+    a = sample(model, prompt, 8, 12, context=16, seed=3)
+    assert a.shape == (8,) and a.dtype == torch.long and int(a.min()) >= 0 and int(a.max()) < 12
+    assert torch.equal(a, sample(model, prompt, 8, 12, context=16, seed=3))
+    assert not torch.equal(a, sample(model, prompt, 8, 12, context=16, seed=4))
+    with pytest.raises(ValueError, match="prompt_ids"):
+        sample(model, torch.tensor([[1, 2]]), 4, 12, context=16)
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, prompt, 4, 12, context=16, temperature=0.0)
+
+
+def test_sweep_edge():
+    edge = _script().sweep_edge
+    assert edge({1e-3: 2.1, 2e-3: 2.0, 4e-3: 1.9}) == 4e-3
+    assert edge({1e-3: 1.8, 2e-3: 2.0, 4e-3: 1.9}) == 1e-3
+    assert edge({1e-3: 2.1, 2e-3: 1.9, 4e-3: 2.0}) is None
+    assert edge({1e-3: 2.1, 2e-3: 1.9}) is None  # two points bracket nothing
 
 
 def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
@@ -84,6 +116,8 @@ def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
     assert resumed["history"]["step"] == ref["history"]["step"] == [3, 6]
     for key in ("train_loss", "val_bpc", "lr", "tokens"):  # bit for bit the uninterrupted run
         assert resumed["history"][key] == ref["history"][key], key
+    assert resumed["meta"]["sample"] == ref["meta"]["sample"]  # the same final model
+    assert not (split / "checkpoints" / f"{name}.pt").exists()
     script.main([*common, "--out", str(split), "--resume"])  # finished: skipped, the file unchanged
     assert json.loads((split / f"{name}.json").read_text()) == resumed
 
