@@ -28,6 +28,8 @@ strided view). Naming: ``p_`` pointers, ``b_`` blocks (values in registers), ``m
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -37,6 +39,9 @@ from torch import Tensor
 from minimamba import env
 
 __all__ = ["causal_conv1d_bwd", "causal_conv1d_fn", "causal_conv1d_fwd", "causal_conv1d_ref"]
+
+#: Whether and how Triton runs here, decided once per process (asking costs host time on every call).
+_triton_status = functools.cache(env.triton_status)
 
 #: The widest conv the kernels take: Mamba uses d_conv = 4 (mamba_ssm's CUDA kernels take 2 … 4).
 MAX_D_CONV = 4
@@ -199,7 +204,7 @@ def _check(x, weight, bias, silu, launch: bool) -> None:
             raise TypeError(
                 "the Triton conv computes in fp32: x must be float32, float16 or bfloat16, got float64"
             )
-        status = env.triton_status()
+        status = _triton_status()
         if not status.usable:
             raise RuntimeError(f"the Triton conv cannot run here: {status.reason}")
         if not x.is_cuda and not status.interpreted:
