@@ -8,9 +8,10 @@ activations:
   backward;
 - the conv and x_proj are one autograd node, :func:`conv_x_proj`, which saves the conv's *input* x (a
   view of ``in_proj``'s output, kept anyway for the gate z) and recomputes the conv output u in the
-  backward. In PyTorch, autograd keeps the conv's padded output (for SiLU), u (for the scan) and a
-  (batch·L, d_inner) copy of u (for x_proj's weight gradient): three (batch, d_inner, L) tensors per
-  layer, where this path keeps one (the scan's u);
+  backward; and the scan's own saved u and Δ are replaced by how to recompute them (:func:`recomputed`).
+  In PyTorch, autograd keeps the conv's padded output (for SiLU), u (for the scan), a (batch·L, d_inner)
+  copy of u (for x_proj's weight gradient) and Δ: four (batch, d_inner, L) tensors per layer that this
+  path recomputes (a conv and a rank-R matmul, cheap next to the scan);
 - x_proj and dt_proj work in the (batch, ·, L) layout the scan reads, W @ u, so B, C and Δ reach the scan
   without a transposed copy, and dt_proj's bias goes to the scan as ``delta_bias`` (added in fp32 there);
 - the residual add + RMSNorm of ``Block`` is one Triton kernel, forward and backward
@@ -22,10 +23,61 @@ matmul (no autograd.Function to trace): the compiler's partitioner chooses what 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["conv_x_proj", "conv_x_proj_ref"]
+__all__ = ["conv_x_proj", "conv_x_proj_ref", "recompute_conv", "recomputed"]
+
+
+@contextlib.contextmanager
+def recomputed(t: Tensor, recompute: Callable[[], Tensor]):
+    """Inside this context, autograd saves ``t`` (same memory, shape, strides and dtype) as ``recompute``,
+    and the backward calls ``recompute()`` (without grad) when it needs the values: ``t``'s memory is freed
+    once the forward no longer holds it. ``recompute`` must give the same values and must not hold ``t``.
+
+    Other saved tensors are stored as usual. (``torch.autograd.graph.saved_tensors_hooks``: the pack hook
+    runs for every tensor an operation saves, the unpack hook when the backward reads it.)
+    """
+    key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)  # not t itself: that would keep it alive
+
+    def pack(saved: Tensor):
+        if (saved.data_ptr(), saved.shape, saved.stride(), saved.dtype, saved.device) == key:
+            return _Recipe(recompute)
+        return saved
+
+    def unpack(packed):
+        if isinstance(packed, _Recipe):  # the dtypes the recipe names, whatever autocast says in the backward
+            with torch.no_grad(), torch.autocast(key[4].type, enabled=False):
+                return packed.recompute()
+        return packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+class _Recipe:
+    """A saved tensor stored as the function that recomputes it."""
+
+    __slots__ = ("recompute",)
+
+    def __init__(self, recompute: Callable[[], Tensor]):
+        self.recompute = recompute
+
+
+def recompute_conv(x: Tensor, conv_w: Tensor, conv_b: Tensor | None) -> Callable[[], Tensor]:
+    """A recipe for :func:`recomputed`: u = SiLU(conv(x)) by the same kernel as :func:`conv_x_proj`'s."""
+    x, conv_w = x.detach(), conv_w.detach()
+    conv_b = None if conv_b is None else conv_b.detach()
+
+    def recompute() -> Tensor:
+        from minimamba.kernels.causal_conv1d import causal_conv1d_fwd  # noqa: PLC0415
+
+        return causal_conv1d_fwd(x, conv_w, conv_b, True)
+
+    return recompute
 
 
 class _ConvXProj(torch.autograd.Function):

@@ -10,12 +10,15 @@ inside or outside the scan): relative errors of a few 1e-7 per op, 1e-5 through 
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+
 import pytest
 import torch
 
 from minimamba.block import MambaMixer
 from minimamba.config import MambaConfig
-from minimamba.fused import conv_x_proj, conv_x_proj_ref
+from minimamba.fused import conv_x_proj, conv_x_proj_ref, recomputed
 from minimamba.model import MambaLM
 from minimamba.testing import check_close, rel_error
 
@@ -63,6 +66,30 @@ def test_conv_x_proj_equals_reference():
     check_close("x_dbl", xd_r, xd, rtol=1e-5, atol=1e-5)
     for name, a, c in zip(("dx", "dconv_w", "dconv_b", "dxproj_w"), g_r, g):
         check_close(name, a, c, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_recomputed_frees_the_saved_tensor_and_recomputes_it(hooked):
+    """u * u saves u twice; under ``recomputed`` neither copy is kept (u dies when the forward drops it) and
+    the backward recomputes it once per use, with the same gradient. Without it (the control), u lives on."""
+    a = torch.randn(5, requires_grad=True)
+    calls = []
+
+    def recompute():
+        calls.append(1)
+        return a.detach() * 2
+
+    u = a * 2
+    other = torch.randn(5)
+    with recomputed(u, recompute) if hooked else contextlib.nullcontext():
+        loss = (u * u).sum() + (other * other.requires_grad_()).sum()  # `other` is saved as usual
+    ref = weakref.ref(u)
+    del u
+    assert (ref() is None) == hooked
+    loss.backward()
+    check_close("grad", 8 * a.detach(), a.grad, rtol=1e-6, atol=0)
+    check_close("other's grad", 2 * other.detach(), other.grad, rtol=1e-6, atol=0)
+    assert len(calls) == (2 if hooked else 0)
 
 
 def test_mixer_fused_equals_readable():
@@ -170,6 +197,28 @@ def test_fused_equals_readable_on_gpu(autocast, tol):
     assert rel_error(out_r, out_f) <= tol
     for name in g_r:
         assert rel_error(g_r[name], g_f[name]) <= tol, name
+
+
+@pytest.mark.gpu
+def test_fused_path_keeps_less_for_the_backward_on_gpu():
+    """The activations held between forward and backward (memory allocated after the forward, less before),
+    bf16 autocast: the fused path recomputes u and Δ and stores no conv output."""
+    model = _gpu_model()
+    ids = torch.randint(0, 1000, (2, 2048), device="cuda")
+    held = {}
+    for choice in (False, True):
+        _set_fused(model, choice)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(ids)
+        torch.cuda.synchronize()
+        held[choice] = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+        del out
+    print(
+        f"held for the backward: readable {held[False] / 2**20:.0f} MiB, fused {held[True] / 2**20:.0f} MiB"
+    )
+    assert held[True] < 0.8 * held[False]
 
 
 @pytest.mark.gpu
