@@ -48,11 +48,19 @@ def _fused_add_norm(hidden, residual, norm: RMSNorm, residual_in_fp32: bool):
     return add_rms_norm(hidden, residual, norm.weight, norm.eps, residual_in_fp32)
 
 
-def _fused_add_norm_fn(hidden, residual, norm: RMSNorm, residual_in_fp32: bool):
+def _fused_add_norm_fn(hidden, residual, norm: RMSNorm, residual_in_fp32: bool, out_dtype=None):
     """The same with autograd (training): ``minimamba.kernels.rmsnorm.add_rms_norm_fn``."""
     from minimamba.kernels.rmsnorm import add_rms_norm_fn  # noqa: PLC0415
 
-    return add_rms_norm_fn(hidden, residual, norm.weight, norm.eps, residual_in_fp32)
+    return add_rms_norm_fn(hidden, residual, norm.weight, norm.eps, residual_in_fp32, out_dtype)
+
+
+def _autocast_dtype(t: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast gives a matmul on t's device, None outside autocast (and while compiling: the
+    compiler fuses the cast into the norm itself)."""
+    if torch.compiler.is_compiling() or not torch.is_autocast_enabled(t.device.type):
+        return None
+    return torch.get_autocast_dtype(t.device.type)
 
 
 class Block(nn.Module):
@@ -75,7 +83,11 @@ class Block(nn.Module):
         """hidden, residual: (batch, L, d_model) -> the same two (the add and the norm fused into one Triton
         kernel, with its backward, where the mixer's forward is fused)."""
         if cache is None and self.mixer.uses_fused_forward(hidden):
-            hidden, residual = _fused_add_norm_fn(hidden, residual, self.norm, self.residual_in_fp32)
+            # the norm's output goes to in_proj alone: written in the dtype autocast would cast it to
+            out_dtype = _autocast_dtype(hidden)
+            hidden, residual = _fused_add_norm_fn(
+                hidden, residual, self.norm, self.residual_in_fp32, out_dtype
+            )
         else:
             hidden, residual = self._add_norm(hidden, residual)
         return self.mixer(hidden, cache=cache), residual

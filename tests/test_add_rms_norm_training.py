@@ -36,33 +36,34 @@ def _leaves(shape, x_dtype, res_dtype, n):
     return x, res, w
 
 
-def _grads(fn, x, res, w, res_fp32, dout, dres):
+def _grads(fn, x, res, w, res_fp32, dout, dres, out_dtype=None):
     leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
     r_leaf = None if res is None else res.detach().clone().requires_grad_()
-    out, r = fn(leaves[0], r_leaf, leaves[1], 1e-5, res_fp32)
+    out, r = fn(leaves[0], r_leaf, leaves[1], 1e-5, res_fp32, out_dtype)
     loss = (out.float() * dout).sum() + (0 if dres is None else (r.float() * dres).sum())
     inputs = leaves + ([] if r_leaf is None else [r_leaf])
     return out, r, torch.autograd.grad(loss, inputs)
 
 
 CASES = [  # shape, x dtype, residual dtype (None: first block), residual_in_fp32, the residual used later
-    ((3, 5), torch.float32, torch.float32, False, True),
-    ((2, 3, 96), torch.float32, torch.float32, True, True),
-    ((1, 1), torch.float32, None, False, False),  # the first block: no residual; the last: r unused
-    ((13, 7), torch.float32, None, True, True),  # 13 rows over 4 programs: each walks several rows
-    ((2, 5, 24), torch.bfloat16, torch.float32, True, True),  # as in bf16 autocast: h bf16, residual fp32
+    ((3, 5), torch.float32, torch.float32, False, True, None),
+    ((2, 3, 96), torch.float32, torch.float32, True, True, None),
+    ((1, 1), torch.float32, None, False, False, None),  # the first block: no residual; the last: r unused
+    ((13, 7), torch.float32, None, True, True, None),  # 13 rows over 4 programs: each walks several rows
+    ((2, 5, 24), torch.bfloat16, torch.float32, True, True, None),  # bf16 autocast: h bf16, residual fp32
+    ((2, 5, 24), torch.bfloat16, torch.float32, True, True, torch.bfloat16),  # out written for in_proj
 ]
 
 
-@pytest.mark.parametrize(("shape", "x_dtype", "res_dtype", "res_fp32", "use_r"), CASES)
-def test_add_rms_norm_fn_equals_reference(shape, x_dtype, res_dtype, res_fp32, use_r):
+@pytest.mark.parametrize(("shape", "x_dtype", "res_dtype", "res_fp32", "use_r", "out_dtype"), CASES)
+def test_add_rms_norm_fn_equals_reference(shape, x_dtype, res_dtype, res_fp32, use_r, out_dtype):
     n = shape[-1]
     x, res, w = _leaves(shape, x_dtype, res_dtype, n)
     dout = torch.randn(*shape)
     dres = torch.randn(*shape) if use_r else None
-    out_r, r_r, grads_r = _grads(add_rms_norm_ref, x, res, w, res_fp32, dout, dres)
-    out, r, grads = _grads(add_rms_norm_fn, x, res, w, res_fp32, dout, dres)
-    assert out.dtype == out_r.dtype and r.dtype == r_r.dtype
+    out_r, r_r, grads_r = _grads(add_rms_norm_ref, x, res, w, res_fp32, dout, dres, out_dtype)
+    out, r, grads = _grads(add_rms_norm_fn, x, res, w, res_fp32, dout, dres, out_dtype)
+    assert out.dtype == out_r.dtype == (out_dtype or w.dtype) and r.dtype == r_r.dtype
     tol = 1e-5 if x_dtype == torch.float32 else 1e-2  # a bf16 output or gradient: 8 bits
     check_close("out", out_r.float(), out.float(), rtol=tol, atol=tol)
     check_close("residual", r_r.float(), r.float(), rtol=tol, atol=tol)
@@ -78,7 +79,7 @@ def test_custom_ops_schema_and_fake():
     x = torch.randn(2, 3, 8)
     res = torch.randn(2, 3, 8)
     w = torch.randn(8)
-    for args in ((x, res, w, 1e-5, True), (x.bfloat16(), None, w, 1e-5, False)):
+    for args in ((x, res, w, 1e-5, True, None), (x.bfloat16(), None, w, 1e-5, False, torch.bfloat16)):
         torch.library.opcheck(torch.ops.minimamba.add_rms_norm_fwd.default, args)
     _, r = add_rms_norm_fn(x, res, w, 1e-5, True)
     checks = ("test_schema", "test_faketensor")
@@ -105,6 +106,8 @@ def test_bad_input_names_the_argument():
         add_rms_norm_fn(x, None, torch.ones(4), 1e-5, "yes")
     with pytest.raises(TypeError, match="float64"):
         add_rms_norm_fn(x.double(), None, torch.ones(4).double())
+    with pytest.raises(TypeError, match="out_dtype must be"):
+        add_rms_norm_fn(x, None, torch.ones(4), 1e-5, False, torch.int32)
 
 
 @pytest.mark.gpu

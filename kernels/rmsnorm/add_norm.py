@@ -131,7 +131,9 @@ def _check_launch(x: torch.Tensor) -> None:
         raise ValueError(f"x is on {x.device}: the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1)")
 
 
-def _check(x, residual, weight, eps) -> None:
+def _check(x, residual, weight, eps, out_dtype=None) -> None:
+    if out_dtype is not None and (not isinstance(out_dtype, torch.dtype) or not out_dtype.is_floating_point):
+        raise TypeError(f"out_dtype must be None or a floating-point torch.dtype, got {out_dtype!r}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 1:
         raise TypeError(f"x must be a floating-point tensor (..., n), got {getattr(x, 'dtype', type(x))}")
     if not isinstance(weight, torch.Tensor) or weight.shape != x.shape[-1:]:
@@ -150,17 +152,19 @@ def add_rms_norm(
     weight: torch.Tensor,
     eps: float = 1e-5,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, residual: (..., n) -> (RMSNorm(x + residual) in weight's dtype, x + residual).
+    """x, residual: (..., n) -> (RMSNorm(x + residual) in ``out_dtype`` (default weight's dtype), x + residual).
 
     The new residual keeps the dtype PyTorch's ``x + residual`` would have, fp32 with ``residual_in_fp32``;
-    the arithmetic is fp32 throughout (``add_rms_norm_ref`` is the PyTorch version).
+    the arithmetic is fp32 throughout (``add_rms_norm_ref`` is the PyTorch version). ``out_dtype`` bf16
+    under autocast writes what the next matmul reads, where the weight's fp32 would be cast by another pass.
     """
-    _check(x, residual, weight, eps)
+    _check(x, residual, weight, eps, out_dtype)
     n = x.shape[-1]
     x2 = x.reshape(-1, n)
     res2 = None if residual is None else residual.reshape(-1, n)
-    out = torch.empty(x2.shape, dtype=weight.dtype, device=x.device)
+    out = torch.empty(x2.shape, dtype=out_dtype or weight.dtype, device=x.device)
     res_out = torch.empty(x2.shape, dtype=_residual_dtype(x, residual, residual_in_fp32), device=x.device)
     if x2.shape[0]:
         x2 = x2 if x2.stride(-1) == 1 else x2.contiguous()
@@ -189,13 +193,14 @@ def add_rms_norm_ref(
     weight: torch.Tensor,
     eps: float = 1e-5,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same in PyTorch, in fp32 (fp64 for fp64 inputs)."""
-    _check(x, residual, weight, eps)
+    _check(x, residual, weight, eps, out_dtype)
     ct = torch.float64 if x.dtype == torch.float64 else torch.float32
     r = x.to(ct) if residual is None else x.to(ct) + residual.to(ct)
     out = r * torch.rsqrt(r.pow(2).mean(-1, keepdim=True) + eps) * weight.to(ct)
-    return out.to(weight.dtype), r.to(_residual_dtype(x, residual, residual_in_fp32))
+    return out.to(out_dtype or weight.dtype), r.to(_residual_dtype(x, residual, residual_in_fp32))
 
 
 def _bwd_programs(rows: int, device: torch.device) -> int:
@@ -262,15 +267,20 @@ def add_rms_norm_bwd(
 
 @torch.library.custom_op("minimamba::add_rms_norm_fwd", mutates_args=())
 def _fwd_op(
-    x: Tensor, residual: Tensor | None, weight: Tensor, eps: float, residual_in_fp32: bool
+    x: Tensor,
+    residual: Tensor | None,
+    weight: Tensor,
+    eps: float,
+    residual_in_fp32: bool,
+    out_dtype: torch.dtype | None,
 ) -> tuple[Tensor, Tensor]:
-    return add_rms_norm(x, residual, weight, eps, residual_in_fp32)
+    return add_rms_norm(x, residual, weight, eps, residual_in_fp32, out_dtype)
 
 
 @_fwd_op.register_fake
-def _(x, residual, weight, eps, residual_in_fp32):
+def _(x, residual, weight, eps, residual_in_fp32, out_dtype):
     res_dtype = _residual_dtype(x, residual, residual_in_fp32)
-    return x.new_empty(x.shape, dtype=weight.dtype), x.new_empty(x.shape, dtype=res_dtype)
+    return x.new_empty(x.shape, dtype=out_dtype or weight.dtype), x.new_empty(x.shape, dtype=res_dtype)
 
 
 @torch.library.custom_op("minimamba::add_rms_norm_bwd", mutates_args=())
@@ -298,7 +308,7 @@ def _(res_out, weight, dout, dres_out, eps, x_dtype, residual_dtype):
 
 
 def _setup_context(ctx, inputs, output):
-    x, residual, weight, eps, _ = inputs
+    x, residual, weight, eps, _, _ = inputs
     ctx.save_for_backward(output[1], weight)  # the new residual: rstd is recomputed from it
     ctx.meta = (eps, x.dtype, None if residual is None else residual.dtype)
 
@@ -309,7 +319,7 @@ def _op_backward(ctx, dout, dres_out):
     if dout is None:
         dout = torch.zeros_like(res_out, dtype=weight.dtype)
     dx, dres, dw = _bwd_op(res_out, weight, dout, dres_out, eps, x_dtype, residual_dtype)
-    return dx, None if residual_dtype is None else dres, dw, None, None
+    return dx, None if residual_dtype is None else dres, dw, None, None, None
 
 
 _fwd_op.register_autograd(_op_backward, setup_context=_setup_context)
@@ -317,8 +327,8 @@ _fwd_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 class _EagerAddNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, residual, weight, eps, residual_in_fp32):
-        out, res_out = add_rms_norm(x, residual, weight, eps, residual_in_fp32)
+    def forward(ctx, x, residual, weight, eps, residual_in_fp32, out_dtype):
+        out, res_out = add_rms_norm(x, residual, weight, eps, residual_in_fp32, out_dtype)
         ctx.save_for_backward(res_out, weight)
         ctx.meta = (eps, x.dtype, None if residual is None else residual.dtype)
         ctx.set_materialize_grads(False)  # no zero gradient for a residual nobody uses (the last block's)
@@ -332,7 +342,7 @@ class _EagerAddNorm(torch.autograd.Function):
         if dout is None:
             dout = torch.zeros_like(res_out, dtype=weight.dtype)
         dx, dres, dw = add_rms_norm_bwd(res_out, weight, dout, dres_out, eps, x_dtype, residual_dtype)
-        return dx, dres, dw, None, None
+        return dx, dres, dw, None, None, None
 
 
 def add_rms_norm_fn(
@@ -341,17 +351,19 @@ def add_rms_norm_fn(
     weight: Tensor,
     eps: float = 1e-5,
     residual_in_fp32: bool = False,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """``add_rms_norm`` with autograd (training): x, residual (..., n) -> (RMSNorm(x + residual) in weight's
-    dtype, the new residual x + residual), as ``add_rms_norm_ref``, differentiable in x, residual and weight.
+    """``add_rms_norm`` with autograd (training): x, residual (..., n) -> (RMSNorm(x + residual) in
+    ``out_dtype`` (default weight's dtype), the new residual x + residual), as ``add_rms_norm_ref``,
+    differentiable in x, residual and weight.
 
     Autograd saves the new residual only. Under ``torch.compile`` it is the custom op
     ``minimamba::add_rms_norm_fwd``; eagerly an ``autograd.Function`` around the same kernels.
     """
-    _check(x, residual, weight, eps)
+    _check(x, residual, weight, eps, out_dtype)
     if not isinstance(residual_in_fp32, bool):
         raise TypeError(f"residual_in_fp32 must be a bool, got {type(residual_in_fp32).__name__}")
     if torch.compiler.is_compiling():
-        return _fwd_op(x, residual, weight, eps, residual_in_fp32)
+        return _fwd_op(x, residual, weight, eps, residual_in_fp32, out_dtype)
     _check_launch(x)
-    return _EagerAddNorm.apply(x, residual, weight, eps, residual_in_fp32)
+    return _EagerAddNorm.apply(x, residual, weight, eps, residual_in_fp32, out_dtype)
