@@ -86,8 +86,18 @@ def build_models(args, device: torch.device) -> dict:
         ours = MambaLM(cfg).to(device)
     for path in ("fused", "readable"):
         if path in args.paths:
-            models[path] = (ours, lambda ids, path=path: (_set_fused(ours, path == "fused"), ours(ids))[1])
+            models[path] = (ours, _logits_with(ours, fused=path == "fused"))
     return models, skipped
+
+
+def _logits_with(model: MambaLM, fused: bool):
+    """model's logits with the fused training path on or off (the two paths share the weights)."""
+
+    def logits(ids: torch.Tensor) -> torch.Tensor:
+        _set_fused(model, fused)
+        return model(ids)
+
+    return logits
 
 
 def make_step(logits_fn, model, ids, autocast: bool, device: torch.device):
