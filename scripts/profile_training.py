@@ -114,9 +114,7 @@ def make_step(logits_fn, model, ids, autocast: bool, device: torch.device):
 
 def _time_of(evt, device: torch.device) -> float:
     """Self time in µs on the device (CUDA), or on the CPU."""
-    if device.type == "cuda":
-        return getattr(evt, "self_device_time_total", None) or getattr(evt, "self_cuda_time_total", 0.0)
-    return evt.self_cpu_time_total
+    return evt.self_device_time_total if device.type == "cuda" else evt.self_cpu_time_total
 
 
 def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]:
@@ -128,7 +126,7 @@ def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]
         step()
         _sync(device)
     events = prof.key_averages()
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = events.table(sort_by=sort_by, row_limit=top)
     rows = sorted(events, key=lambda e: _time_of(e, device), reverse=True)[:top]
     total = sum(_time_of(e, device) for e in events)
