@@ -11,8 +11,8 @@ Two ways to run it: ``forward`` over a whole sequence (the parallel / training m
 continues from the cache and leaves it ready for ``step``), and ``step`` for one token with a cache
 (the recurrent / generation mode, O(1) work and memory per token). On a GPU each has a fused version with
 the same arithmetic, chosen as the scan chooses its backend: ``_forward_fused`` (Triton conv, fewer stored
-activations; ``minimamba/fused.py``) and ``_step_fused``; the code below the two public methods is what the
-notebooks read.
+activations; ``minimamba/fused.py``) and ``_step_fused``. ``forward`` and ``step`` as written below are what
+the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
 B and C are learned parameters independent of the input (S4D-like), and x_proj / dt_proj are gone;
