@@ -94,7 +94,7 @@ def _conv_fwd_kernel(
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
 ):
-    i_b, i_d, i_t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_d, i_t = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)  # i_b · s_x_b in int64
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
     o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T)
     m_d, m_t = o_d < d_inner, o_t < L
@@ -138,7 +138,7 @@ def _conv_bwd_kernel(
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
 ):
-    i_b, i_d, i_t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_d, i_t = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)  # i_b · s_x_b in int64
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
     o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T)
     m_d, m_t = o_d < d_inner, o_t < L
@@ -262,6 +262,7 @@ def causal_conv1d_bwd(
         x, weight, weight if bias is None else bias, dout, dx, dw_part, dw_part if db_part is None else db_part,
         d_inner, L, *x.stride(), *weight.stride(), *dout.stride(), *dx.stride(),
         D_CONV=d_conv, BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, SILU=silu,
+        num_warps=8,  # five (64, 64) fp32 tiles live at once: 8 warps hold 16 values of each per thread
     )  # fmt: skip
     dw = dw_part.sum(0).to(weight.dtype)
     db = None if db_part is None else db_part.sum(0).to(bias.dtype)

@@ -94,7 +94,8 @@ def _add_rms_norm_bwd_kernel(
     m_n = o_n < n
     b_w = tl.load(p_w + o_n, mask=m_n, other=0.0).to(tl.float32)
     b_dw = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for i_row in range(i_p, rows, tl.num_programs(0)):  # rows i_p, i_p + programs, …
+    for i in range(i_p, rows, tl.num_programs(0)):  # rows i_p, i_p + programs, …
+        i_row = tl.full((), 0, tl.int64) + i  # i_row · stride in int64
         b_r = tl.load(p_r + i_row * s_r + o_n, mask=m_n, other=0.0).to(tl.float32)
         b_rstd = 1.0 / tl.sqrt(tl.sum(b_r * b_r, axis=0) / n + eps)
         b_xhat = b_r * b_rstd
