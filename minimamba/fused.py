@@ -11,7 +11,8 @@ activations:
   backward; and the scan's own saved u and Δ are replaced by how to recompute them (:func:`recomputed`).
   In PyTorch, autograd keeps the conv's padded output (for SiLU), u (for the scan), a (batch·L, d_inner)
   copy of u (for x_proj's weight gradient) and Δ: four (batch, d_inner, L) tensors per layer that this
-  path recomputes (a conv and a rank-R matmul, cheap next to the scan);
+  path recomputes (a conv and a rank-R matmul; ``tests/test_fused_block.py`` measures the memory held on
+  a GPU);
 - x_proj and dt_proj work in the (batch, ·, L) layout the scan reads, W @ u, so B, C and Δ reach the scan
   without a transposed copy, and dt_proj's bias goes to the scan as ``delta_bias`` (added in fp32 there);
 - the residual add + RMSNorm of ``Block`` is one Triton kernel, forward and backward
