@@ -9,7 +9,10 @@
 
 Two ways to run it: ``forward`` over a whole sequence (the parallel / training mode; with a cache it also
 continues from the cache and leaves it ready for ``step``), and ``step`` for one token with a cache
-(the recurrent / generation mode, O(1) work and memory per token).
+(the recurrent / generation mode, O(1) work and memory per token). On a GPU each has a fused version with
+the same arithmetic, chosen as the scan chooses its backend: ``_forward_fused`` (Triton conv, fewer stored
+activations; ``minimamba/fused.py``) and ``_step_fused``. ``forward`` and ``step`` as written below are what
+the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
 B and C are learned parameters independent of the input (S4D-like), and x_proj / dt_proj are gone;
@@ -117,6 +120,8 @@ class MambaMixer(nn.Module):
         batch, L, _ = hidden.shape
         if cache is not None:
             _check_cache(cache, batch, self)
+        elif self.uses_fused_forward(hidden):
+            return self._forward_fused(hidden)
         xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2·d_inner, L)
         x, z = xz.chunk(2, dim=1)  # (batch, d_inner, L) each
         if cache is None:
@@ -138,6 +143,43 @@ class MambaMixer(nn.Module):
             cache.ssm_state.copy_(h_last)  # (batch, d_inner, N)
         else:
             y = out  # (batch, d_inner, L), already gated by SiLU(z)
+        return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
+
+    #: How ``forward`` runs over a whole sequence without a cache (training): None picks the fused path
+    #: (:meth:`_forward_fused`) on a CUDA GPU, True forces it (on CPU through Triton's interpreter: tests),
+    #: False keeps the PyTorch ops above. ``Block`` follows it for the residual add + RMSNorm.
+    fused_forward: bool | None = None
+
+    def uses_fused_forward(self, hidden: torch.Tensor) -> bool:
+        """Whether ``forward(hidden)`` without a cache takes the fused path (selective blocks only)."""
+        return self.selective and fused_step_here(self.fused_forward, hidden)
+
+    def _forward_fused(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``forward`` without a cache, fused (``minimamba.fused``): the conv, SiLU and x_proj in one autograd
+        node that recomputes the conv output in its backward, x_proj and dt_proj in the scan's (batch, ·, L)
+        layout, dt_proj's bias added inside the scan, and the scan's saved u and Δ recomputed in the backward
+        instead of stored. The same arithmetic as the lines above."""
+        from minimamba.fused import conv_x_proj, recompute_conv, recomputed  # noqa: PLC0415
+
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (batch, d_inner, L) each, views
+        w_conv = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        u, x_dbl = conv_x_proj(x, w_conv, self.conv1d.bias, self.x_proj.weight)  # (batch, ·, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)  # (batch, ·, L)
+        delta = torch.matmul(self.dt_proj.weight, dt)  # (batch, d_inner, L), without the bias
+        A = -torch.exp(self.A_log.to(_state_dtype(u)))  # (d_inner, N)
+        if torch.compiler.is_compiling():  # the compiler decides what to save
+            y = selective_scan(
+                u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
+            )
+        else:
+            w_dt, dt_, dtype = self.dt_proj.weight.detach(), dt.detach(), delta.dtype  # not delta itself
+            with (
+                recomputed(u, recompute_conv(x, w_conv, self.conv1d.bias)),
+                recomputed(delta, lambda: torch.matmul(w_dt.to(dtype), dt_.to(dtype))),
+            ):
+                y = selective_scan(
+                    u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
+                )  # (batch, d_inner, L), gated
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
 
     #: How ``step`` runs: None picks the fused Triton kernels on a CUDA GPU (``fused_step_here``), True
@@ -215,10 +257,13 @@ class MambaMixer(nn.Module):
 
 
 def fused_step_here(choice: bool | None, t: torch.Tensor) -> bool:
-    """Whether a decoding step runs the fused Triton kernels: ``choice`` if given, else on a CUDA tensor
-    (not fp64, which the kernels do not cover) when Triton can launch there."""
+    """Whether the fused Triton kernels run (a decoding step, or the training forward): ``choice`` if given,
+    else on a CUDA tensor (not fp64, which the kernels do not cover) when Triton can launch there (under
+    ``torch.compile``, which needs Triton on a GPU itself, without asking)."""
     if choice is not None:
         return choice
+    if torch.compiler.is_compiling():
+        return t.is_cuda and t.dtype != torch.float64
     return t.is_cuda and t.dtype != torch.float64 and _triton_usable()
 
 

@@ -48,6 +48,21 @@ def _fused_add_norm(hidden, residual, norm: RMSNorm, residual_in_fp32: bool):
     return add_rms_norm(hidden, residual, norm.weight, norm.eps, residual_in_fp32)
 
 
+def _fused_add_norm_fn(hidden, residual, norm: RMSNorm, residual_in_fp32: bool, out_dtype=None):
+    """The same with autograd (training): ``minimamba.kernels.rmsnorm.add_rms_norm_fn``."""
+    from minimamba.kernels.rmsnorm import add_rms_norm_fn  # noqa: PLC0415
+
+    return add_rms_norm_fn(hidden, residual, norm.weight, norm.eps, residual_in_fp32, out_dtype)
+
+
+def _autocast_dtype(t: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast gives a matmul on t's device, None outside autocast (and while compiling: the
+    compiler fuses the cast into the norm itself)."""
+    if torch.compiler.is_compiling() or not torch.is_autocast_enabled(t.device.type):
+        return None
+    return torch.get_autocast_dtype(t.device.type)
+
+
 class Block(nn.Module):
     """mamba_ssm's ``Block``: (hidden, residual) -> (mixer(norm(hidden + residual)), hidden + residual)."""
 
@@ -65,8 +80,16 @@ class Block(nn.Module):
         return hidden, residual
 
     def forward(self, hidden, residual=None, cache=None):
-        """hidden, residual: (batch, L, d_model) -> the same two."""
-        hidden, residual = self._add_norm(hidden, residual)
+        """hidden, residual: (batch, L, d_model) -> the same two (the add and the norm fused into one Triton
+        kernel, with its backward, where the mixer's forward is fused)."""
+        if cache is None and self.mixer.uses_fused_forward(hidden):
+            # the norm's output goes to in_proj alone: written in the dtype autocast would cast it to
+            out_dtype = _autocast_dtype(hidden)
+            hidden, residual = _fused_add_norm_fn(
+                hidden, residual, self.norm, self.residual_in_fp32, out_dtype
+            )
+        else:
+            hidden, residual = self._add_norm(hidden, residual)
         return self.mixer(hidden, cache=cache), residual
 
     def step(self, hidden, residual, cache):
@@ -92,6 +115,8 @@ class MixerModel(nn.Module):
         hidden, residual = self.embedding(input_ids), None  # (batch, L, d_model)
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, cache=None if cache is None else cache.layers[i])
+        if cache is None and self.layers[-1].mixer.uses_fused_forward(hidden):
+            return _fused_add_norm_fn(hidden, residual, self.norm_f, False)[0]
         residual = hidden + residual
         return self.norm_f(residual.to(self.norm_f.weight.dtype))  # (batch, L, d_model)
 

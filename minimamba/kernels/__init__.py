@@ -1,5 +1,6 @@
-"""Triton kernels, one folder per op: ``selective_scan`` (the fused scan), ``state_update``, ``causal_conv1d``
-and ``rmsnorm`` (one decoding step, fused), ``teaching`` (notebook 06's first kernels).
+"""Triton kernels, one folder per op: ``selective_scan`` (the fused scan), ``causal_conv1d`` and ``rmsnorm``
+(training, forward and backward, and one decoding step), ``state_update`` (one decoding step), ``teaching``
+(notebook 06's first kernels).
 
 Their source lives in the repository's top-level ``kernels/`` folder; ``pyproject.toml`` installs each op's
 folder as a subpackage of this one. ``kernels/`` has no ``__init__.py`` of its own: a Python started at the

@@ -1,0 +1,141 @@
+"""The Mamba block's fast path for a whole sequence (training), behind the same interface as the readable one.
+
+``MambaMixer.forward`` reads as the paper draws the block (``minimamba/block.py``); on a GPU it runs
+``MambaMixer._forward_fused`` instead, the same arithmetic with fewer passes over memory and fewer saved
+activations:
+
+- the causal conv and its SiLU are one Triton kernel (``minimamba.kernels.causal_conv1d``), forward and
+  backward;
+- the conv and x_proj are one autograd node, :func:`conv_x_proj`, which saves the conv's *input* x (a
+  view of ``in_proj``'s output, kept anyway for the gate z) and recomputes the conv output u in the
+  backward; and the scan's own saved u and Δ are replaced by how to recompute them (:func:`recomputed`).
+  In PyTorch, autograd keeps the conv's padded output (for SiLU), u (for the scan), a (batch·L, d_inner)
+  copy of u (for x_proj's weight gradient) and Δ: four (batch, d_inner, L) tensors per layer that this
+  path recomputes (a conv and a rank-R matmul; ``tests/test_fused_block.py`` measures the memory held on
+  a GPU);
+- x_proj and dt_proj work in the (batch, ·, L) layout the scan reads, W @ u, so B, C and Δ reach the scan
+  without a transposed copy, and dt_proj's bias goes to the scan as ``delta_bias`` (added in fp32 there);
+- the residual add + RMSNorm of ``Block`` is one Triton kernel, forward and backward
+  (``minimamba.kernels.rmsnorm.add_rms_norm_fn``).
+
+Under ``torch.compile`` the conv is the custom op ``minimamba::causal_conv1d_fwd`` followed by a plain
+matmul (no autograd.Function to trace): the compiler's partitioner chooses what to save and recompute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["conv_x_proj", "conv_x_proj_ref", "recompute_conv", "recomputed"]
+
+
+@contextlib.contextmanager
+def recomputed(t: Tensor, recompute: Callable[[], Tensor]):
+    """Inside this context, autograd saves ``t`` (same memory, shape, strides and dtype) as ``recompute``,
+    and the backward calls ``recompute()`` (without grad) when it needs the values: ``t``'s memory is freed
+    once the forward no longer holds it. ``recompute`` must give the same values and must not hold ``t``.
+
+    Other saved tensors are stored as usual. (``torch.autograd.graph.saved_tensors_hooks``: the pack hook
+    runs for every tensor an operation saves, the unpack hook when the backward reads it.)
+    """
+    key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)  # not t itself: that would keep it alive
+
+    def pack(saved: Tensor):
+        if (saved.data_ptr(), saved.shape, saved.stride(), saved.dtype, saved.device) == key:
+            return _Recipe(recompute)
+        return saved
+
+    def unpack(packed):
+        if isinstance(packed, _Recipe):  # the dtypes the recipe names, whatever autocast says in the backward
+            with torch.no_grad(), torch.autocast(key[4].type, enabled=False):
+                return packed.recompute()
+        return packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+class _Recipe:
+    """A saved tensor stored as the function that recomputes it."""
+
+    __slots__ = ("recompute",)
+
+    def __init__(self, recompute: Callable[[], Tensor]):
+        self.recompute = recompute
+
+
+def recompute_conv(x: Tensor, conv_w: Tensor, conv_b: Tensor | None) -> Callable[[], Tensor]:
+    """A recipe for :func:`recomputed`: u = SiLU(conv(x)) by the same kernel as :func:`conv_x_proj`'s."""
+    x, conv_w = x.detach(), conv_w.detach()
+    conv_b = None if conv_b is None else conv_b.detach()
+
+    def recompute() -> Tensor:
+        from minimamba.kernels.causal_conv1d import causal_conv1d_fwd  # noqa: PLC0415
+
+        return causal_conv1d_fwd(x, conv_w, conv_b, True)
+
+    return recompute
+
+
+class _ConvXProj(torch.autograd.Function):
+    """u = SiLU(conv(x) + bias), x_dbl = W_x @ u; saves x, the conv's taps and W_x, never u."""
+
+    @staticmethod
+    def forward(ctx, x, conv_w, conv_b, xproj_w):
+        from minimamba.kernels.causal_conv1d import causal_conv1d_fwd  # noqa: PLC0415
+
+        u = causal_conv1d_fwd(x, conv_w, conv_b, True)  # (batch, d_inner, L), contiguous, x's dtype
+        with torch.autocast(x.device.type, enabled=False):  # dtypes as written: autocast's would be the same
+            x_dbl = torch.matmul(xproj_w.to(u.dtype), u)  # (batch, R + 2N, L)
+        ctx.save_for_backward(x, conv_w, conv_b, xproj_w)
+        return u, x_dbl
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, du, dx_dbl):
+        from minimamba.kernels.causal_conv1d import causal_conv1d_bwd, causal_conv1d_fwd  # noqa: PLC0415
+
+        x, conv_w, conv_b, xproj_w = ctx.saved_tensors
+        u = causal_conv1d_fwd(x, conv_w, conv_b, True)  # recomputed: the same kernel, the same values
+        w = xproj_w.to(u.dtype)
+        dxproj_w = torch.einsum("bkl,bdl->kd", dx_dbl.to(u.dtype), u).to(xproj_w.dtype)  # Σ_b,t dx_dbl uᵀ
+        du = (
+            torch.matmul(w.t(), dx_dbl.to(u.dtype)) + du
+        )  # (batch, d_inner, L): x_proj's share, plus the scan's
+        dx, dconv_w, dconv_b = causal_conv1d_bwd(x, conv_w, conv_b, du, True)
+        return dx, dconv_w, dconv_b, dxproj_w
+
+
+def conv_x_proj(x: Tensor, conv_w: Tensor, conv_b: Tensor | None, xproj_w: Tensor) -> tuple[Tensor, Tensor]:
+    """x (batch, d_inner, L, any strides), conv taps (d_inner, d_conv), bias (d_inner,) or None, x_proj's
+    weight (R + 2N, d_inner) -> (u = SiLU(causal conv of x) (batch, d_inner, L) contiguous, x_dbl = W_x @ u
+    (batch, R + 2N, L)), both in x's dtype; the same values as :func:`conv_x_proj_ref`. The backward
+    recomputes u from x instead of storing it."""
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(
+            f"x must be a (batch, d_inner, L) tensor, got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    if not isinstance(xproj_w, Tensor) or xproj_w.dim() != 2 or xproj_w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"xproj_w must be (R + 2N, d_inner = {x.shape[1]}), got {getattr(xproj_w, 'shape', type(xproj_w).__name__)}"
+        )
+    if torch.compiler.is_compiling():
+        from minimamba.kernels.causal_conv1d import causal_conv1d_fn  # noqa: PLC0415
+
+        u = causal_conv1d_fn(x, conv_w, conv_b, True)
+        return u, torch.matmul(xproj_w.to(u.dtype), u)
+    return _ConvXProj.apply(x, conv_w, conv_b, xproj_w)
+
+
+def conv_x_proj_ref(
+    x: Tensor, conv_w: Tensor, conv_b: Tensor | None, xproj_w: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The same in PyTorch (autograd stores what it stores): the reference for :func:`conv_x_proj`."""
+    from minimamba.kernels.causal_conv1d import causal_conv1d_ref  # noqa: PLC0415
+
+    u = causal_conv1d_ref(x, conv_w, conv_b, True)
+    return u, torch.matmul(xproj_w.to(u.dtype), u)

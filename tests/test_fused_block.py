@@ -1,0 +1,268 @@
+"""The block's fused training path (``MambaMixer.fused_forward``, ``minimamba/fused.py``) against the readable
+one: outputs and every parameter's gradient, for the mixer alone and for the whole language model (where the
+residual add + RMSNorm is fused too). On CPU the kernels run in Triton's interpreter (tiny shapes) and both
+paths use the same PyTorch scan; on a GPU (marked gpu) both use the Triton scan, in fp32 and under bf16
+autocast. Also: which path runs where, and torch.compile of the model.
+
+fp32 tolerances: the two paths add the same terms in different orders (the conv's taps, dt_proj's bias
+inside or outside the scan): relative errors of a few 1e-7 per op, 1e-5 through a few layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import pytest
+import torch
+
+from minimamba.block import MambaMixer
+from minimamba.config import MambaConfig
+from minimamba.fused import conv_x_proj, conv_x_proj_ref, recomputed
+from minimamba.model import MambaLM
+from minimamba.testing import check_close, rel_error
+
+TINY = {"d_model": 8, "n_layer": 2, "vocab_size": 19, "d_state": 4}
+
+
+def _set_fused(model: torch.nn.Module, choice: bool | None) -> None:
+    for m in model.modules():
+        if isinstance(m, MambaMixer):
+            m.fused_forward = choice
+
+
+def _run(model, inputs, choice, loss_fn):
+    """Output and the gradient of every parameter (by name) with the path ``choice``."""
+    _set_fused(model, choice)
+    model.zero_grad(set_to_none=True)
+    out = model(inputs)
+    loss_fn(out).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    _set_fused(model, None)
+    return out.detach(), grads
+
+
+def _compare(out_a, grads_a, out_b, grads_b, rtol, atol):
+    check_close("output", out_a, out_b, rtol=rtol, atol=atol)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        scale = grads_a[name].abs().max().item()
+        check_close(f"d {name}", grads_a[name], grads_b[name], rtol=rtol, atol=atol * max(scale, 1.0))
+
+
+def test_conv_x_proj_equals_reference():
+    """The one autograd node (conv, SiLU, x_proj; u recomputed in the backward) against PyTorch autograd."""
+    x = torch.randn(2, 6, 20)[:, :, 3:].transpose(1, 2).contiguous().transpose(1, 2)  # channel stride 1
+    w, b, wx = torch.randn(6, 4), torch.randn(6), torch.randn(5, 6)
+    gu, gx = torch.randn(2, 6, 17), torch.randn(2, 5, 17)
+    results = []
+    for fn in (conv_x_proj_ref, conv_x_proj):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b, wx)]
+        u, x_dbl = fn(*leaves)
+        grads = torch.autograd.grad((u * gu).sum() + (x_dbl * gx).sum(), leaves)
+        results.append((u, x_dbl, grads))
+    (u_r, xd_r, g_r), (u, xd, g) = results
+    check_close("u", u_r, u, rtol=1e-5, atol=1e-6)
+    check_close("x_dbl", xd_r, xd, rtol=1e-5, atol=1e-5)
+    for name, a, c in zip(("dx", "dconv_w", "dconv_b", "dxproj_w"), g_r, g):
+        check_close(name, a, c, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_recomputed_frees_the_saved_tensor_and_recomputes_it(hooked):
+    """u * u saves u twice; under ``recomputed`` neither copy is kept (u dies when the forward drops it) and
+    the backward recomputes it once per use, with the same gradient. Without it (the control), u lives on."""
+    a = torch.randn(5, requires_grad=True)
+    calls = []
+
+    def recompute():
+        calls.append(1)
+        return a.detach() * 2
+
+    u = a * 2
+    other = torch.randn(5)
+    with recomputed(u, recompute) if hooked else contextlib.nullcontext():
+        loss = (u * u).sum() + (other * other.requires_grad_()).sum()  # `other` is saved as usual
+    ref = weakref.ref(u)
+    del u
+    assert (ref() is None) == hooked
+    loss.backward()
+    check_close("grad", 8 * a.detach(), a.grad, rtol=1e-6, atol=0)
+    check_close("other's grad", 2 * other.detach(), other.grad, rtol=1e-6, atol=0)
+    assert len(calls) == (2 if hooked else 0)
+
+
+def test_mixer_fused_equals_readable():
+    cfg = MambaConfig(**TINY)
+    mixer = MambaMixer(cfg)
+    with torch.no_grad():  # a conv bias and dt_proj weights away from their init, so every term matters
+        mixer.conv1d.bias.normal_()
+        mixer.D.normal_()
+    hidden = torch.randn(2, 9, cfg.d_model)
+    g = torch.randn(2, 9, cfg.d_model)
+    ref = _run(mixer, hidden, False, lambda y: (y * g).sum())
+    fused = _run(mixer, hidden, True, lambda y: (y * g).sum())
+    assert len(ref[1]) == len(list(mixer.parameters()))
+    _compare(*ref, *fused, rtol=1e-5, atol=1e-5)
+
+
+def test_language_model_fused_equals_readable():
+    """Every layer's fused mixer and fused add + RMSNorm (and the final norm), logits and all gradients."""
+    model = MambaLM(MambaConfig(**TINY))
+    ids = torch.randint(0, 19, (2, 7))
+    g = torch.randn(2, 7, model.config.padded_vocab_size)
+    ref = _run(model, ids, False, lambda y: (y * g).sum())
+    fused = _run(model, ids, True, lambda y: (y * g).sum())
+    assert len(ref[1]) == len(list(model.parameters()))
+    _compare(*ref, *fused, rtol=1e-5, atol=1e-5)
+
+
+def test_language_model_fused_under_bf16_autocast_is_as_accurate_as_readable():
+    """bf16 autocast on CPU, both paths against the fp32 model. The fused norm writes bf16 for in_proj, the
+    conv computes in fp32 and dt_proj's bias is added in fp32 in the scan; the readable path casts the fp32
+    norm output, convolves in bf16 and adds the bias in bf16. Every gradient of both is within 10% of fp32
+    (bf16 keeps 8 bits; a wrong gradient is off by ~100%), and the fused path's mean error is within twice
+    the readable one's (Triton 3.7's interpreter truncates fp32 → bf16 where a GPU rounds: a little more
+    error on CPU)."""
+    model = MambaLM(MambaConfig(d_model=16, n_layer=2, vocab_size=19, d_state=4))
+    ids = torch.randint(0, 19, (2, 40))
+
+    def run(choice, autocast=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return _run(model, ids, choice, lambda y: y.float().square().mean())
+
+    out_32, g_32 = run(False, autocast=False)
+    (out_r, g_r), (out_f, g_f) = run(False), run(True)
+    assert rel_error(out_32, out_f) <= 2 * rel_error(out_32, out_r)
+    err_r = {name: rel_error(g_32[name], g_r[name]) for name in g_32}
+    err_f = {name: rel_error(g_32[name], g_f[name]) for name in g_32}
+    assert max(err_r.values()) <= 0.1 and max(err_f.values()) <= 0.1, (err_r, err_f)
+    assert sum(err_f.values()) <= 2 * sum(err_r.values())
+
+
+def test_fused_forward_is_chosen_on_cuda_only():
+    mixer = MambaMixer(MambaConfig(**TINY))
+    x = torch.zeros(1, 3, 8)
+    assert mixer.uses_fused_forward(x) is False  # a CPU tensor: the readable path
+    mixer.fused_forward = True
+    assert mixer.uses_fused_forward(x) is True
+    lti = MambaMixer(MambaConfig(**TINY, selective=False))
+    lti.fused_forward = True
+    assert lti.uses_fused_forward(x) is False  # the LTI ablation has no fused path
+    if torch.cuda.is_available():
+        assert MambaMixer(MambaConfig(**TINY)).uses_fused_forward(x.cuda())
+
+
+def test_fused_path_with_cache_uses_the_readable_one():
+    """A forward with a cache (prefill) keeps the readable path: the same output either way."""
+    model = MambaLM(MambaConfig(**TINY))
+    ids = torch.randint(0, 19, (1, 5))
+    with torch.no_grad():
+        want = model(ids, cache=model.init_cache(1))
+        _set_fused(model, True)
+        got = model(ids, cache=model.init_cache(1))
+    assert torch.equal(want, got)
+
+
+def test_conv_x_proj_bad_input():
+    x = torch.zeros(1, 6, 5)
+    with pytest.raises(ValueError, match="xproj_w must be"):
+        conv_x_proj(x, torch.zeros(6, 4), None, torch.zeros(5, 7))
+    with pytest.raises(ValueError, match="x must be"):
+        conv_x_proj(torch.zeros(6, 5), torch.zeros(6, 4), None, torch.zeros(5, 6))
+    with pytest.raises(ValueError, match="weight must be"):
+        conv_x_proj(x, torch.zeros(6, 7), None, torch.zeros(5, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fused", [False, True])
+def test_torch_compile_fullgraph_on_cpu(fused):
+    """The model traces into one graph with the readable path and with the fused one (custom ops, run by the
+    interpreter), and computes the same. Backend ``aot_eager_decomp_partition``: dynamo, AOTAutograd with
+    inductor's decompositions and its min-cut partition of forward and backward, no code generation (the
+    inductor backend on CPU compiles C++ for minutes here)."""
+    model = MambaLM(MambaConfig(**TINY))
+    ids = torch.randint(0, 19, (2, 6))
+    want = _run(model, ids, fused, lambda y: y.square().sum())
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
+    got = _run(compiled, ids, fused, lambda y: y.square().sum())
+    got = (got[0], {n.removeprefix("_orig_mod."): g for n, g in got[1].items()})
+    _compare(*want, *got, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------
+# GPU: the 130M model's widths (d_model 768, d_inner 1536), two layers.
+
+
+def _gpu_model():
+    torch.manual_seed(0)
+    return MambaLM(MambaConfig(d_model=768, n_layer=2, vocab_size=1000)).cuda()
+
+
+@pytest.fixture
+def no_tf32():
+    """fp32 means fp32: cuDNN's convolutions may otherwise use TF32 (10-bit mantissas) in the readable path."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.gpu
+def test_fused_equals_readable_on_gpu(no_tf32):
+    """fp32: the two paths agree to rounding; bf16 autocast: both within bf16's error of fp32, the fused
+    path (conv and the dt bias in fp32) no less accurate on average than the readable one."""
+    model = _gpu_model()
+    ids = torch.randint(0, 1000, (2, 1024), device="cuda")
+
+    def run(choice, autocast):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = lambda y: torch.nn.functional.cross_entropy(y.flatten(0, 1).float(), ids.flatten())  # noqa: E731
+            return _run(model, ids, choice, loss)
+
+    (out_32, g_32), (out_32f, g_32f) = run(False, False), run(True, False)
+    assert rel_error(out_32, out_32f) <= 1e-5
+    for name in g_32:
+        assert rel_error(g_32[name], g_32f[name]) <= 1e-4, name
+    (out_r, g_r), (out_f, g_f) = run(False, True), run(True, True)
+    assert rel_error(out_32, out_f) <= 2 * rel_error(out_32, out_r)
+    err_r = {name: rel_error(g_32[name], g_r[name]) for name in g_32}
+    err_f = {name: rel_error(g_32[name], g_f[name]) for name in g_32}
+    print({name: (round(err_r[name], 4), round(err_f[name], 4)) for name in g_32})
+    assert max(err_r.values()) <= 0.1 and max(err_f.values()) <= 0.1
+    assert sum(err_f.values()) <= 1.5 * sum(err_r.values())
+
+
+@pytest.mark.gpu
+def test_fused_path_keeps_less_for_the_backward_on_gpu():
+    """The activations held between forward and backward (memory allocated after the forward, less before),
+    bf16 autocast: the fused path recomputes u and Δ and stores no conv output."""
+    model = _gpu_model()
+    ids = torch.randint(0, 1000, (2, 2048), device="cuda")
+    held = {}
+    for choice in (False, True):
+        _set_fused(model, choice)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(ids)
+        torch.cuda.synchronize()
+        held[choice] = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+        del out
+    print(
+        f"held for the backward: readable {held[False] / 2**20:.0f} MiB, fused {held[True] / 2**20:.0f} MiB"
+    )
+    assert held[True] < 0.8 * held[False]
+
+
+@pytest.mark.gpu
+def test_torch_compile_fullgraph_fused_on_gpu():
+    model = _gpu_model()
+    ids = torch.randint(0, 1000, (2, 512), device="cuda")
+    want = _run(model, ids, None, lambda y: y.float().square().mean())
+    compiled = torch.compile(model, fullgraph=True)
+    got = _run(compiled, ids, None, lambda y: y.float().square().mean())
+    assert rel_error(want[0], got[0]) <= 1e-4
+    for name, g in got[1].items():
+        assert rel_error(want[1][name.removeprefix("_orig_mod.")], g) <= 1e-3, name
