@@ -9,9 +9,9 @@
 
 Two ways to run it: ``forward`` over a whole sequence (the parallel / training mode; with a cache it also
 continues from the cache and leaves it ready for ``step``), and ``step`` for one token with a cache
-(the recurrent / generation mode, O(1) work and memory per token). On a GPU each has a fused version with
-the same arithmetic, chosen as the scan chooses its backend: ``_forward_fused`` (Triton conv, fewer stored
-activations; ``minimamba/fused.py``) and ``_step_fused``. ``forward`` and ``step`` as written below are what
+(the recurrent / generation mode, O(1) work and memory per token). Each has a fused version with the same
+arithmetic: ``_step_fused``, chosen on a GPU as the scan chooses its backend, and ``_forward_fused`` (Triton
+conv, fewer stored activations; ``minimamba/fused.py``), opt-in through ``fused_forward``. ``forward`` and ``step`` as written below are what
 the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
@@ -145,10 +145,11 @@ class MambaMixer(nn.Module):
             y = out  # (batch, d_inner, L), already gated by SiLU(z)
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
 
-    #: How ``forward`` runs over a whole sequence without a cache (training): None picks the fused path
-    #: (:meth:`_forward_fused`) on a CUDA GPU, True forces it (on CPU through Triton's interpreter: tests),
-    #: False keeps the PyTorch ops above. ``Block`` follows it for the residual add + RMSNorm.
-    fused_forward: bool | None = None
+    #: How ``forward`` runs over a whole sequence without a cache (training): True takes the fused path
+    #: (:meth:`_forward_fused`; on CPU through Triton's interpreter: tests), None picks it on a CUDA GPU,
+    #: False keeps the PyTorch ops above. ``Block`` follows it for the residual add + RMSNorm. The default
+    #: stays False until ``scripts/profile_training.py`` has measured the fused path on a GPU.
+    fused_forward: bool | None = False
 
     def uses_fused_forward(self, hidden: torch.Tensor) -> bool:
         """Whether ``forward(hidden)`` without a cache takes the fused path (selective blocks only)."""
