@@ -37,7 +37,7 @@ import minimamba  # noqa: F401  (first: configures Triton)
 from minimamba import block, scan
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
-from minimamba.tasks import induction_heads
+from minimamba.tasks import TaskBatch, induction_heads
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPUTATIONS = ("chunked", "sequential", "fp64", "triton")
@@ -98,15 +98,42 @@ def last_logits_with_decay(model: MambaLM, ids: torch.Tensor, needle: torch.Tens
     return logits, torch.stack(log_surv)
 
 
+def test_set(L: int, seed: int, n: int) -> TaskBatch:
+    """The first n sequences of run_synthetic.py's budget-run test set at length L (the same draws: 256
+    sequences up to 2^14, 64 beyond, in batches of at most 2^22 tokens)."""
+    g = torch.Generator().manual_seed(seed + L)
+    total = 256 if L <= 2**14 else 64
+    per = max(1, min(total, 2**22 // L))
+    sets = [induction_heads(min(per, total - i), L, 16, generator=g) for i in range(0, total, per)]
+    return TaskBatch(*(torch.cat(parts)[:n] for parts in zip(*sets)))
+
+
+def move_needle(b: TaskBatch, near: int, special: int, seed: int) -> TaskBatch:
+    """The same sequences with the special token moved to a uniform position among the last ``near``
+    tokens before the query (its old place gets an ordinary token); the target is the token after it."""
+    inputs, targets, mask = (t.clone() for t in b)
+    n, L = inputs.shape
+    g = torch.Generator().manual_seed(seed + 7)
+    rows = torch.arange(n)
+    old = (inputs[:, : L - 1] == special).int().argmax(dim=1)
+    inputs[rows, old] = torch.randint(0, special, (n,), generator=g)
+    new = L - 2 - torch.randint(1, near + 1, (n,), generator=g).clamp(max=L - 2)  # in [L-2-near, L-3]
+    inputs[rows, new] = special
+    targets[:, -1] = inputs[rows, new + 1]
+    return TaskBatch(inputs, targets, mask)
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(args.seed + args.L)
-    b = induction_heads(args.n, args.L, 16, generator=g)
+    b = test_set(args.L, args.seed, args.n)
     special = 15
+    if args.near:
+        b = move_needle(b, args.near, special, args.seed)
     p = (b.inputs[:, : args.L - 1] == special).int().argmax(dim=1)  # (n,) the first special token
     target = b.targets[:, -1]
     distance = args.L - 1 - p  # tokens between the special token and the query at the end
-    report = {"L": args.L, "n": args.n, "seed": args.seed, "chunk": args.chunk, "computations": {}}
+    report = {"L": args.L, "n": args.n, "seed": args.seed, "chunk": args.chunk, "near": args.near}
+    report["computations"] = {}
     preds = {}
     for comp in args.computations:
         t = time.perf_counter()
@@ -181,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=ROOT / "results" / "synthetic_induction_s6.pt")
     p.add_argument("--L", type=int, default=16384, help="test length")
     p.add_argument("--n", type=int, default=64, help="sequences (the first n of the seeded test set)")
+    p.add_argument("--near", type=int, default=0, help="move the needle into the last NEAR tokens (0: no)")
     p.add_argument("--seed", type=int, default=0, help="the run's seed: the test set is seeded by seed + L")
     p.add_argument("--batch", type=int, default=16, help="sequences per forward pass")
     p.add_argument("--chunk", type=int, default=1024, help="tokens per forward pass through the cache")
@@ -197,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [c for c in args.computations if c not in COMPUTATIONS]
     if bad:
         p.error(f"--computations: unknown {bad}; known: {list(COMPUTATIONS)}")
+    if args.near < 0 or args.near > args.L - 3:
+        p.error(f"--near must be in [0, L - 3], got {args.near}")
     for name in ("L", "n", "batch", "chunk"):
         if getattr(args, name) < (3 if name == "L" else 1):
             p.error(f"--{name} must be >= {3 if name == 'L' else 1}, got {getattr(args, name)}")

@@ -29,10 +29,9 @@ command again resumes from the checkpoint (training, then the test lengths not y
 runs; a finished run deletes its checkpoint unless ``--keep-checkpoint``. Keep ``--ckpt-dir`` apart from
 ``--out`` to copy back only the JSON results.
 
-    PYTHONPATH=. python scripts/run_synthetic.py --task induction --model s6,lti,lstm,transformer \
-        --out results/paper --ckpt-dir ckpt --time-limit 540 --parallel
-    PYTHONPATH=. python scripts/run_synthetic.py --task copy --model s6,lti,lstm,transformer --L 1024,4096 \
-        --out results/paper --ckpt-dir ckpt --time-limit 540 --parallel
+    M="--model s6,lti,lstm,transformer --out results/paper --ckpt-dir ckpt --time-limit 540 --parallel"
+    PYTHONPATH=. python scripts/run_synthetic.py --task induction $M       # rerun until every run is done
+    PYTHONPATH=. python scripts/run_synthetic.py --task copy --L 1024,4096 $M
     PYTHONPATH=. python scripts/run_synthetic.py --task induction --model lstm --tiny --device cpu --out smoke
 
 **Budget runs** (``--only``, the default without ``--model``): the six S6 / LTI experiments of ``results/``

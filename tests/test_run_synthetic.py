@@ -2,6 +2,7 @@
 stopping rule, out-of-memory at a test length), and minimamba.train.last_logits (chunked through the
 model's cache vs one pass)."""
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -226,3 +227,71 @@ def test_interrupted_test_phase_resumes_at_the_next_length(tmp_path, monkeypatch
     )
     assert script.main(_tiny(script, tmp_path, "--model", "s6")) == 0
     assert calls == [8, 16, 32, 64] and _load(tmp_path, name)["meta"]["done"]
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "results" / "synthetic_induction_s6.pt"
+
+
+@pytest.mark.gpu
+def test_long_evaluation_in_chunks_gpu():
+    """The trained S6 model at L = 2^18: chunks of 2^16 through the cache (the Triton kernel with h0) give
+    the logits of one pass; memory of a 2^20 evaluation stays that of a chunk, not of the sequence."""
+    from minimamba.config import MambaConfig  # noqa: PLC0415
+    from minimamba.model import MambaLM  # noqa: PLC0415
+    from minimamba.tasks import induction_heads  # noqa: PLC0415
+
+    model = MambaLM(MambaConfig(d_model=64, n_layer=2, vocab_size=16))
+    model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
+    model = model.cuda().eval()
+    ids = induction_heads(2, 2**18, 16, generator=torch.Generator().manual_seed(2**18)).inputs.cuda()
+    one = last_logits(model, ids)
+    torch.testing.assert_close(last_logits(model, ids, chunk=2**16), one, atol=1e-3, rtol=1e-3)
+    ids = induction_heads(4, 2**20, 16, generator=torch.Generator().manual_seed(2**20)).inputs.cuda()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    last_logits(model, ids, chunk=2**16)
+    peak = torch.cuda.max_memory_allocated() - base
+    print(f"peak memory of a 4 x 2^20 evaluation in chunks of 2^16: {peak / 2**30:.2f} GiB")
+    assert peak < 3 * 2**30  # one pass would hold the activations of all 4 · 2^20 tokens at once
+
+
+@pytest.mark.gpu
+def test_every_model_at_paper_width_gpu(tmp_path):
+    """A short run of every model at App. E.1's widths on the GPU (cuDNN LSTM, Triton scan, fused SDPA),
+    tested up to 2^12."""
+    script = _script()
+    argv = ["--model", ",".join(MODELS), "--steps", "20", "--eval-every", "10", "--max-test-length", "4096"]
+    argv += ["--test-size", "8", "--no-progress", "--out", str(tmp_path), "--device", "cuda"]
+    assert script.main(argv) == 0
+    for m in MODELS:
+        doc = json.loads((tmp_path / f"synthetic_induction256_{m}_seed0.json").read_text())
+        assert doc["meta"]["done"] and doc["config"]["d_model"] == (64 if m in ("s6", "lti") else 128)
+        assert [int(L) for L in doc["history"]["test"]] == [2**p for p in range(6, 13)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model_name", MODELS)
+def test_one_million_tokens_gpu(tmp_path, model_name):
+    """One sequence of 2^20 tokens per model at paper width (untrained): the recurrent ones through their
+    cache in fp32, attention through fused SDPA in bf16 (flash attention); an out-of-memory error there is
+    what the script records."""
+    import argparse  # noqa: PLC0415
+
+    script = _script()
+    family, d = script.MODELS[model_name]
+    torch.manual_seed(0)
+    model = build(make_config(family, 16, d, 2, max_len=2**20)).cuda()
+    args = argparse.Namespace(test_size=1, test_tokens=2**22, test_chunk=2**16, seed=0, test_seconds=600.0)
+    if model_name == "transformer":
+        ctx = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    else:
+        ctx = contextlib.nullcontext
+    try:
+        r = script.accuracy_at_length(model, model_name, 2**20, args, torch.device("cuda"), ctx)
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        assert model_name == "transformer" and script._is_oom(e), e
+        pytest.skip(f"attention at 2^20 ran out of memory: {e}")
+    print(model_name, r)
+    assert r["n"] == 1 and r["accuracy"] in (0.0, 1.0)
