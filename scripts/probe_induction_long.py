@@ -126,13 +126,17 @@ def move_needle(b: TaskBatch, near: int, special: int, seed: int) -> TaskBatch:
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     b = test_set(args.L, args.seed, args.n)
+    if args.rows:
+        b = TaskBatch(*(t[args.rows] for t in b))
+        args.n = len(args.rows)
     special = 15
     if args.near:
         b = move_needle(b, args.near, special, args.seed)
     p = (b.inputs[:, : args.L - 1] == special).int().argmax(dim=1)  # (n,) the first special token
     target = b.targets[:, -1]
     distance = args.L - 1 - p  # tokens between the special token and the query at the end
-    report = {"L": args.L, "n": args.n, "seed": args.seed, "chunk": args.chunk, "near": args.near}
+    report = {"L": args.L, "n": args.n, "rows": args.rows, "seed": args.seed, "chunk": args.chunk}
+    report["near"] = args.near
     report["computations"] = {}
     preds = {}
     for comp in args.computations:
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=ROOT / "results" / "synthetic_induction_s6.pt")
     p.add_argument("--L", type=int, default=16384, help="test length")
     p.add_argument("--n", type=int, default=64, help="sequences (the first n of the seeded test set)")
+    p.add_argument("--rows", default="", help="comma-separated rows of the first n to keep (default: all)")
     p.add_argument("--near", type=int, default=0, help="move the needle into the last NEAR tokens (0: no)")
     p.add_argument("--seed", type=int, default=0, help="the run's seed: the test set is seeded by seed + L")
     p.add_argument("--batch", type=int, default=16, help="sequences per forward pass")
@@ -222,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = p.parse_args(argv)
     args.computations = [c for c in args.computations.split(",") if c]
+    try:
+        args.rows = [int(r) for r in args.rows.split(",") if r]
+    except ValueError:
+        p.error(f"--rows must be comma-separated integers, got {args.rows!r}")
+    if any(not 0 <= r < args.n for r in args.rows):
+        p.error(f"--rows must be in [0, n={args.n}), got {args.rows}")
     bad = [c for c in args.computations if c not in COMPUTATIONS]
     if bad:
         p.error(f"--computations: unknown {bad}; known: {list(COMPUTATIONS)}")

@@ -295,3 +295,46 @@ def test_one_million_tokens_gpu(tmp_path, model_name):
         pytest.skip(f"attention at 2^20 ran out of memory: {e}")
     print(model_name, r)
     assert r["n"] == 1 and r["accuracy"] in (0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------ scripts/probe_induction_long.py
+
+
+def _probe():
+    path = SCRIPT.parent / "probe_induction_long.py"
+    spec = importlib.util.spec_from_file_location("probe_induction_long", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_probe_computations_agree_and_needle_moves(tmp_path):
+    probe = _probe()
+    out = tmp_path / "probe.json"
+    argv = ["--L", "300", "--n", "6", "--batch", "3", "--chunk", "128", "--json", str(out)]
+    assert probe.main([*argv, "--computations", "chunked,sequential,fp64"]) == 0
+    r = json.loads(out.read_text())
+    accs = {c: v["accuracy"] for c, v in r["computations"].items()}
+    assert len(set(accs.values())) == 1 and accs["chunked"] == 1.0  # the trained model at L = 300
+    for c in ("sequential", "fp64"):
+        assert r["computations"][c]["answers_differing_from_chunked"] == 0
+        assert r["computations"][c]["max_abs_logit_diff_vs_chunked"] < 1e-3
+    assert sorted(s["distance"] for s in r["per_sequence"]) == sorted(
+        d["distance"] for d in r["per_sequence"]
+    )
+    # the test set is the budget run's: the same draws as run_synthetic.py's _extrapolate at L = 300
+    b = probe.test_set(300, 0, 6)
+    want = induction_heads_set(300)
+    assert torch.equal(b.inputs, want.inputs[:6])
+    moved = probe.move_needle(b, 5, 15, 0)
+    for row, target in zip(moved.inputs.tolist(), moved.targets[:, -1].tolist()):
+        where = [i for i, t in enumerate(row) if t == 15]
+        assert len(where) == 2 and 300 - 2 - 5 <= where[0] <= 300 - 3 and row[where[0] + 1] == target
+    with pytest.raises(SystemExit):
+        probe.main([*argv, "--computations", "cuda-magic"])
+
+
+def induction_heads_set(L: int):
+    from minimamba.tasks import induction_heads  # noqa: PLC0415
+
+    return induction_heads(256, L, 16, generator=torch.Generator().manual_seed(L))
