@@ -25,7 +25,16 @@ from torch import nn
 
 from minimamba.tasks import TaskBatch, masked_accuracy, masked_loss
 
-__all__ = ["CPU_DEMO", "cpu_demo", "evaluate", "load_results", "run_meta", "save_results", "train"]
+__all__ = [
+    "CPU_DEMO",
+    "cpu_demo",
+    "evaluate",
+    "last_logits",
+    "load_results",
+    "run_meta",
+    "save_results",
+    "train",
+]
 
 #: task_fn(batch, generator=g) -> TaskBatch, e.g. functools.partial(selective_copying, L=64, k=4)
 TaskFn = Callable[..., TaskBatch]
@@ -74,6 +83,36 @@ def evaluate(model: nn.Module, batches: Sequence[TaskBatch], device: torch.devic
         n_tok, n_seq = n_tok + k, n_seq + s
     model.train(was_training)
     return {"loss": loss / n_tok, "token": right / n_tok, "sequence": seq_right / n_seq}
+
+
+@torch.no_grad()
+def last_logits(model: nn.Module, inputs: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """The logits at the last position of ``inputs`` (batch, T) -> (batch, V), for tasks scored there.
+
+    With ``chunk``, the sequence goes through the model ``chunk`` tokens at a time, carrying the state in
+    ``model.init_cache(batch)`` (``forward(ids, cache=..., num_last_tokens=1)``, as MambaLM and LSTMLM
+    have it): the activations are those of ``batch · chunk`` tokens, not of ``batch · T``, and the result
+    equals one pass over the whole sequence. Without ``chunk``, one pass, with ``num_last_tokens=1`` so
+    that no (batch, T, V) logits tensor is made (an attention model needs every key anyway).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2 or inputs.shape[1] < 1:
+        got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a (batch, T) tensor of token ids with T >= 1, got {got}")
+    if chunk is not None:
+        _check_int("chunk", chunk, 1)
+        if not callable(getattr(model, "init_cache", None)):
+            raise TypeError(
+                f"chunk needs a model with init_cache(batch) (a recurrent cache); {type(model).__name__} has none"
+            )
+    batch, T = inputs.shape
+    if chunk is None or chunk >= T:
+        return model(inputs, num_last_tokens=1)[:, -1]
+    cache = model.init_cache(batch, device=inputs.device)
+    for start in range(0, T, chunk):
+        logits = model(inputs[:, start : start + chunk], cache=cache, num_last_tokens=1)
+    return logits[:, -1]
 
 
 def _validation_sets(
