@@ -242,6 +242,7 @@ def test_measured_roofline_points_from_a_results_file():
             "dtype_bytes must be 2",
         ),
         (lambda: vt.measured_roofline_points([], dtype_bytes=4), TypeError, "res must be the dict"),
+        (lambda: vt.plot_benchmark({"times": []}), TypeError, "res must be the dict of a results.json"),
     ],
 )
 def test_measured_roofline_points_bad_input(call, exc, match):
@@ -253,7 +254,7 @@ def test_roofline_plots_the_measured_kernels():
     fig = vt.plot_roofline(res=_res())
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("fused kernel, measured" in lab for lab in labels)
-    assert any("PyTorch scans, measured" in lab for lab in labels)
+    assert any("PyTorch chunked scan, measured" in lab for lab in labels)
     plt.close(fig)
 
 

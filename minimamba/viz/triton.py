@@ -377,6 +377,9 @@ def plot_roofline(
         ("minimamba.scan", "C0", "s", "PyTorch scans, measured"),
     ):
         got = [m for m in measured if m["impl"].startswith(impl)]
+        if got and impl != "triton (ours)":  # "minimamba.scan[chunked]" -> "PyTorch chunked scan"
+            kinds = sorted({m["impl"].removeprefix("minimamba.scan[").rstrip("]") for m in got})
+            name = f"PyTorch {', '.join(kinds)} scan, measured"
         if got:
             ax.plot([m["intensity"] for m in got], [m["flops_per_s"] / 1e12 for m in got], marker,
                     color=color, ms=6, ls="none", label=f"{name} ({len(got)} shapes)")  # fmt: skip
@@ -403,6 +406,11 @@ def plot_benchmark(res: dict) -> Figure:
     CUDA kernel and the bytes floor; solid fp32, dashed bf16. Batch 8 as lines; the batch-1 sequence of
     65 536 steps as hollow markers.
     """
+    if not isinstance(res, dict) or not {"times", "shapes", "device", "copy_bytes_per_s"} <= set(res):
+        raise TypeError(
+            "res must be the dict of a results.json written by bench.py (with 'times', 'shapes', 'device' and "
+            f"'copy_bytes_per_s'), got {type(res).__name__}"
+        )
     rows = benchmark_rows(res)
     series = (
         ("ours_ms", "ours (Triton)", "C2", "D"),
