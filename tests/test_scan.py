@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minimamba import scan
+from minimamba import prefix_scan, scan, selective_scan_pytorch
 from minimamba.testing import check_close
 
 PYTORCH_BACKENDS = ("ref", "sequential", "hillis_steele", "blelloch", "chunked", "auto")
@@ -256,10 +256,23 @@ def test_ref_matches_loop_with_everything():
     check_close("ref h_last", h_ref, h, **TOL64)
 
 
+def test_scan_reexports_the_pieces_it_is_made_of():
+    """minimamba.scan keeps every public name of the modules it was split into, as the same objects."""
+    for module in (prefix_scan, selective_scan_pytorch):
+        for name in module.__all__:
+            assert getattr(scan, name) is getattr(module, name), name
+            assert name in scan.__all__, name
+    assert set(scan.__all__) == {*prefix_scan.__all__, *selective_scan_pytorch.__all__} | {
+        "BACKENDS",
+        "backend_report",
+        "selective_scan",
+    }
+
+
 def test_chunked_large_path_matches_loop():
     """Above the size where the chunked backend stops materializing exp(ΔA) it computes them per step."""
     L = 2048
-    d_inner = math.ceil((scan._SMALL_SCAN + 1) / (L * 16))
+    d_inner = math.ceil((selective_scan_pytorch._SMALL_SCAN + 1) / (L * 16))
     args = make_inputs(1, d_inner, L, 16, use_D=True, use_h0=True, seed=3)
     ref, h_ref = scan.selective_scan_ref(  # checked against the loop above; the loop is too slow here
         **{k: v for k, v in args.items() if k != "h0"}, return_last_state=True, h0=args["h0"]
@@ -409,7 +422,7 @@ def test_bench_targets_and_figure():
 def test_chunked_per_step_path_small(monkeypatch, grad_mode):
     """The per-step path of the chunked backend (used above _SMALL_SCAN) on a small case: values and, with
     grad mode on, the gradient of every input against the loop."""
-    monkeypatch.setattr(scan, "_SMALL_SCAN", 0)
+    monkeypatch.setattr(selective_scan_pytorch, "_SMALL_SCAN", 0)
     args = make_inputs(2, 4, 19, 3, groups=2, use_D=True, use_z=True, use_bias=True, use_h0=True, seed=21)
     ref_leaves = {k: v.clone().requires_grad_(True) for k, v in args.items()}
     leaves = {k: v.clone().requires_grad_(grad_mode) for k, v in args.items()}

@@ -37,8 +37,8 @@ def test_chunk_carry_matches_the_sequential_loop(L, BLOCK_L, decay):
         np.testing.assert_allclose(d["A"][k], decay ** (k - s + 1.0), rtol=1e-12)
 
 
-def test_io_bytes_fused_is_the_anchor_floor():
-    """shared/anchors: at (8, 1536, 8192, 16) fp32 the forward must read u, delta, z, B, C and write y: 1619 MB."""
+def test_io_bytes_fused_counts_every_input_once():
+    """At (8, 1536, 8192, 16) fp32 the forward must read u, delta, z, B, C, A, D, delta_bias and write y."""
     batch, d_inner, L, N = 8, 1536, 8192, 16
     d = vt.io_bytes(batch, d_inner, L, N, dtype_bytes=4)
     tensors = 4 * batch * d_inner * L + 2 * batch * N * L  # u, delta, z, y and B, C
@@ -93,7 +93,13 @@ def test_bad_input(call, exc, match):
 
 @pytest.mark.parametrize(
     "make",
-    [vt.plot_block_layout, vt.plot_chunk_carry, vt.plot_io_bytes, vt.plot_roofline],
+    [
+        vt.plot_block_layout,
+        vt.plot_chunk_carry,
+        vt.plot_io_bytes,
+        vt.plot_roofline,
+        lambda: vt.plot_benchmark(_res()),
+    ],
     ids=lambda f: f.__name__,
 )
 def test_figures_have_labelled_axes(make):
@@ -186,3 +192,75 @@ def test_benchmark_rows_from_a_results_file():
     assert row["ours_ms"] == 2.0 and row["pytorch_ms"] == 50.0  # the fastest of the package's scans only
     assert row["mamba_ssm_ms"] == bench.MAMBA_SSM_MS[("fwd", "fp32")][2]
     assert row["floor_ms"] == pytest.approx(floor_bytes / 4e12 * 1e3)
+
+
+def _res() -> dict:
+    import json
+
+    from minimamba import committed
+
+    return json.loads(committed.kernel_results("selective_scan").read_text())
+
+
+def test_h200_bandwidth_is_the_measured_copy():
+    """The roofline's bandwidth is the device-to-device copy of the committed benchmark, not a datasheet."""
+    assert abs(vt.H200["bytes_per_s"] / _res()["copy_bytes_per_s"] - 1) < 0.005
+
+
+def test_measured_roofline_points_from_a_results_file():
+    res = {
+        "times": [
+            {"impl": "triton (ours)", "mode": "fwd", "dtype": "fp32", "shape": [1, 32, 64, 4], "ms": 2.0},
+            {
+                "impl": "minimamba.scan[chunked]",
+                "mode": "fwd",
+                "dtype": "fp32",
+                "shape": [1, 32, 64, 4],
+                "ms": 8.0,
+            },
+            {"impl": "triton (ours)", "mode": "fwd+bwd", "dtype": "fp32", "shape": [1, 32, 64, 4], "ms": 5.0},
+            {"impl": "triton (ours)", "mode": "fwd", "dtype": "bf16", "shape": [1, 32, 64, 4], "ms": 1.0},
+            {"impl": "mambapy pscan", "mode": "fwd", "dtype": "fp32", "shape": [1, 32, 64, 4], "ms": 9.0},
+        ]
+    }
+    pts = vt.measured_roofline_points(res, dtype_bytes=4)
+    flops = vt.SCAN_FLOPS_PER_ELEMENT * 32 * 64 * 4
+    io = vt.io_bytes(1, 32, 64, 4, dtype_bytes=4)
+    assert [p["impl"] for p in pts] == ["triton (ours)", "minimamba.scan[chunked]"]
+    assert pts[0]["flops_per_s"] == pytest.approx(flops / 2e-3)
+    assert pts[0]["intensity"] == pytest.approx(flops / io["fused_total"])
+    assert pts[1]["intensity"] == pytest.approx(flops / io["unfused_total"])
+    assert [p["ms"] for p in vt.measured_roofline_points(res, dtype_bytes=2)] == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (
+            lambda: vt.measured_roofline_points({"times": []}, dtype_bytes=8),
+            ValueError,
+            "dtype_bytes must be 2",
+        ),
+        (lambda: vt.measured_roofline_points([], dtype_bytes=4), TypeError, "res must be the dict"),
+        (lambda: vt.plot_benchmark({"times": []}), TypeError, "res must be the dict of a results.json"),
+    ],
+)
+def test_measured_roofline_points_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_roofline_plots_the_measured_kernels():
+    fig = vt.plot_roofline(res=_res())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("fused kernel, measured" in lab for lab in labels)
+    assert any("PyTorch chunked scan, measured" in lab for lab in labels)
+    plt.close(fig)
+
+
+def test_block_layout_figure_stays_at_notebook_width():
+    for n, block in ((40, 16), (40, 1), (10, 4)):
+        fig = vt.plot_block_layout(n, block)
+        assert fig.get_size_inches()[0] <= 9.0
+        assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 5
+        plt.close(fig)

@@ -26,6 +26,8 @@ __all__ = [
     "chunk_carry_widget",
     "io_bytes",
     "io_bytes_widget",
+    "measured_roofline_points",
+    "plot_benchmark",
     "plot_block_layout",
     "plot_chunk_carry",
     "plot_io_bytes",
@@ -34,10 +36,12 @@ __all__ = [
     "source_paragraph",
 ]
 
-#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy measured on it (shared/anchors); the
-#: datasheet says 4.8 TB/s. fp32 FLOP/s: datasheet, without tensor cores. exp/s: 132 SMs × 16 special-
-#: function results per clock × 1.98 GHz, which matches the 385 µs the anchors give for 1.61e9 exponentials.
-H200 = {"bytes_per_s": 4.26e12, "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
+#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy that
+#: ``python -m minimamba.kernels.selective_scan.bench`` measured on it (``copy_bytes_per_s`` in
+#: kernels/selective_scan/results.json, 4.22e12; the datasheet says 4.8 TB/s). fp32 FLOP/s: NVIDIA's H200
+#: datasheet, without tensor cores. exp/s: 132 SMs × 16 exp2 results per clock per SM (compute capability
+#: 9.0, the CUDA C++ Programming Guide's table of arithmetic-instruction throughput) × 1.98 GHz boost clock.
+H200 = {"bytes_per_s": 4.22e12, "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
 
 #: FLOPs per (batch, channel, step, state) element of the selective scan besides the exponential:
 #: Δ·A (1), Δu·B (1), h = Ā h + B̄u (2), y += C h (2), rounded up to 7 for the Δ·u and the bookkeeping.
@@ -99,10 +103,17 @@ def block_layout(n: int, BLOCK: int) -> dict:
 
 
 def plot_block_layout(n: int = 10, BLOCK: int = 4) -> Figure:
-    """One square per lane, coloured by program; masked lanes hatched in grey."""
+    """One square per lane, coloured by program; masked lanes hatched in grey.
+
+    The figure is at most 9 inches wide (notebook width): with many lanes the squares and their labels
+    shrink (down to 5 pt), and programs too narrow for "program p" are labelled "p" alone.
+    """
     d = block_layout(n, BLOCK)
     lanes = len(d["offset"])
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * lanes + 1.5), 1.9), layout="constrained")
+    width = min(9.0, max(4.0, 0.45 * lanes + 1.5))
+    lane_in = (width - 1.0) / lanes  # inches per lane, about 1 inch of margins
+    size = float(np.clip(lane_in * 72 * 0.45, 5, 8))  # points: a two-digit offset fits in its square
+    fig, ax = plt.subplots(figsize=(width, 1.9), layout="constrained")
     cmap = plt.get_cmap("tab10")
     for x, (p, o, m) in enumerate(zip(d["program"], d["offset"], d["mask"])):
         ax.add_patch(
@@ -116,13 +127,17 @@ def plot_block_layout(n: int = 10, BLOCK: int = 4) -> Figure:
                 lw=0.5,
             )
         )
-        ax.text(x + 0.46, 0.46, str(o), ha="center", va="center", fontsize=8, color="k" if m else "0.4")
+        ax.text(x + 0.46, 0.46, str(o), ha="center", va="center", fontsize=size, color="k" if m else "0.4")
+    long_names = BLOCK * lane_in >= 0.8  # "program 10" is about 0.7 inch at 8 pt
     for p in range(d["n_programs"]):
-        ax.text(p * BLOCK + BLOCK / 2, 1.15, f"program {p}", ha="center", fontsize=8)
+        name = f"program {p}" if long_names else str(p)
+        ax.text(p * BLOCK + BLOCK / 2, 1.15, name, ha="center", fontsize=8 if long_names else size)
     ax.set_xlim(-0.2, lanes + 0.2)
     ax.set_ylim(-0.1, 1.5)
     ax.set_yticks([])
-    ax.set_xlabel("lane (number = offset o_x; grey = masked, o_x ≥ n)")
+    ax.set_xlabel(
+        "lane (number = offset o_x; grey = masked, o_x ≥ n)" + ("" if long_names else "; top: program")
+    )
     ax.set_title(
         f"n = {n} elements, BLOCK = {BLOCK}: {d['n_programs']} programs, {int((~d['mask']).sum())} masked"
     )
@@ -293,10 +308,58 @@ def roofline_points(batch: int, d_inner: int, L: int, N: int, dtype_bytes: int =
     }
 
 
+def measured_roofline_points(res: dict, dtype_bytes: int = 4) -> list[dict]:
+    """The forward passes measured in ``res`` (bench.py's results.json) as roofline points.
+
+    One dict per (implementation, shape) timed in the forward with inputs of ``dtype_bytes`` (4: fp32,
+    2: bf16): ``impl``, ``shape``, ``ms``, ``intensity`` (FLOP per byte: the fused traffic for our kernel,
+    the unfused traffic for the PyTorch scans) and ``flops_per_s`` achieved (the FLOPs of
+    :func:`roofline_points` over the measured time). The reference loop and other libraries are left out.
+    """
+    if dtype_bytes not in (2, 4):
+        raise ValueError(f"dtype_bytes must be 2 (bf16) or 4 (fp32), got {dtype_bytes}")
+    if not isinstance(res, dict) or "times" not in res:
+        raise TypeError("res must be the dict of a results.json written by bench.py (with a 'times' list)")
+    dname = {2: "bf16", 4: "fp32"}[dtype_bytes]
+    out = []
+    for r in res["times"]:
+        ours = r["impl"] == "triton (ours)"
+        if r["mode"] != "fwd" or r["dtype"] != dname or not r.get("ms"):
+            continue
+        if not (ours or r["impl"].startswith("minimamba.scan")):
+            continue
+        pts = roofline_points(*r["shape"], dtype_bytes=dtype_bytes)
+        out.append(
+            {
+                "impl": r["impl"],
+                "shape": tuple(r["shape"]),
+                "ms": r["ms"],
+                "intensity": pts["fused" if ours else "unfused"],
+                "flops_per_s": pts["flops"] / (r["ms"] * 1e-3),
+            }
+        )
+    return out
+
+
 def plot_roofline(
-    batch: int = 8, d_inner: int = 1536, L: int = 8192, N: int = 16, dtype_bytes: int = 4
+    batch: int = 8,
+    d_inner: int = 1536,
+    L: int = 8192,
+    N: int = 16,
+    dtype_bytes: int = 4,
+    res: dict | None = None,
 ) -> Figure:
-    """The H200 roofline (fp32, no tensor cores) with the unfused and fused selective-scan forward."""
+    """The H200 roofline (fp32, no tensor cores) with the unfused and fused selective-scan forward.
+
+    Open circles: where each version could be at (batch, d_inner, L, N). Filled markers: the forward passes
+    measured on the H200 (``res``, bench.py's results.json; the committed one when None), every shape.
+    """
+    if res is None:
+        import json  # noqa: PLC0415
+
+        from minimamba import committed  # noqa: PLC0415
+
+        res = json.loads(committed.kernel_results("selective_scan").read_text())
     pts = roofline_points(batch, d_inner, L, N, dtype_bytes)
     intensity = np.logspace(-2, 3, 200)
     bw, peak = H200["bytes_per_s"], H200["flops_per_s"]
@@ -306,12 +369,25 @@ def plot_roofline(
     ax.axhline(exp_roof / 1e12, color="C3", ls=":", label="exp() roof (special-function units)")
     for key, color in (("unfused", "C0"), ("fused", "C2")):
         x = pts[key]
-        ax.plot(x, min(peak, bw * x) / 1e12, "o", color=color, ms=8, label=f"{key}: {x:.2g} FLOP/byte")
+        ax.plot(x, min(peak, bw * x) / 1e12, "o", mfc="none", mew=1.5, color=color, ms=9,
+                label=f"{key} at its roof: {x:.2g} FLOP/byte")  # fmt: skip
+    measured = measured_roofline_points(res, dtype_bytes)
+    for impl, color, marker, name in (
+        ("triton (ours)", "C2", "D", "fused kernel, measured"),
+        ("minimamba.scan", "C0", "s", "PyTorch scans, measured"),
+    ):
+        got = [m for m in measured if m["impl"].startswith(impl)]
+        if got and impl != "triton (ours)":  # "minimamba.scan[chunked]" -> "PyTorch chunked scan"
+            kinds = sorted({m["impl"].removeprefix("minimamba.scan[").rstrip("]") for m in got})
+            name = f"PyTorch {', '.join(kinds)} scan, measured"
+        if got:
+            ax.plot([m["intensity"] for m in got], [m["flops_per_s"] / 1e12 for m in got], marker,
+                    color=color, ms=6, ls="none", label=f"{name} ({len(got)} shapes)")  # fmt: skip
     ax.axvline(peak / bw, color="0.6", lw=0.8)
-    ax.text(peak / bw * 1.1, 0.1, f"ridge {peak / bw:.0f} FLOP/byte", fontsize=8, color="0.4")
+    ax.text(peak / bw * 1.1, 0.08, f"ridge {peak / bw:.0f} FLOP/byte", fontsize=8, color="0.4")
     ax.set_xlabel("arithmetic intensity (FLOP per byte of HBM traffic)")
-    ax.set_ylabel("attainable TFLOP/s")
-    ax.set_title(f"H200, selective-scan forward ({8 * dtype_bytes}-bit), N = {N}")
+    ax.set_ylabel("TFLOP/s")
+    ax.set_title(f"H200, selective-scan forward ({8 * dtype_bytes}-bit inputs), N = {N}")
     ax.legend(fontsize=8, loc="upper left")
     return fig
 
@@ -323,12 +399,60 @@ figure("06_roofline")(plot_roofline)
 # The GPU benchmark, as kernels/selective_scan/bench.py recorded it.
 
 
+def plot_benchmark(res: dict) -> Figure:
+    """The committed benchmark at notebook width: time against L, forward and forward + backward.
+
+    Four series per panel, from :func:`benchmark_rows`: our kernel, the fastest PyTorch scan, mamba_ssm's
+    CUDA kernel and the bytes floor; solid fp32, dashed bf16. Batch 8 as lines; the batch-1 sequence of
+    65 536 steps as hollow markers.
+    """
+    if not isinstance(res, dict) or not {"times", "shapes", "device", "copy_bytes_per_s"} <= set(res):
+        raise TypeError(
+            "res must be the dict of a results.json written by bench.py (with 'times', 'shapes', 'device' and "
+            f"'copy_bytes_per_s'), got {type(res).__name__}"
+        )
+    rows = benchmark_rows(res)
+    series = (
+        ("ours_ms", "ours (Triton)", "C2", "D"),
+        ("pytorch_ms", "fastest PyTorch scan", "C0", "s"),
+        ("mamba_ssm_ms", "mamba_ssm CUDA", "C1", "o"),
+        ("floor_ms", "bytes floor", "0.4", "x"),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True, layout="constrained")
+    for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
+        for dtype, ls in (("fp32", "-"), ("bf16", "--")):
+            sel = [r for r in rows if r["mode"] == mode and r["dtype"] == dtype]
+            for key, _, color, marker in series:
+                b8 = sorted((r["shape"][2], r[key]) for r in sel if r["shape"][0] > 1 and r[key])
+                b1 = [(r["shape"][2], r[key]) for r in sel if r["shape"][0] == 1 and r[key]]
+                if b8:
+                    ax.plot(*zip(*b8), ls=ls, marker=marker, color=color, ms=5, lw=1.5)
+                if b1:
+                    ax.plot(*zip(*b1), ls="none", marker=marker, mfc="none", color=color, ms=7)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length L")
+        ax.set_title({"fwd": "forward", "fwd+bwd": "forward + backward"}[mode], fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("time (ms, median)")
+    handles = [plt.Line2D([], [], color=c, marker=m, lw=1.5, label=name) for _, name, c, m in series]
+    handles += [
+        plt.Line2D([], [], color="k", ls="-", label="fp32"),
+        plt.Line2D([], [], color="k", ls="--", label="bf16"),
+        plt.Line2D([], [], color="k", marker="o", mfc="none", ls="none", label="batch 1, L = 65536"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    device = res["device"].split(",")[0]
+    fig.suptitle(f"d_inner = 1536, N = 16; batch 8 (lines) and batch 1 (hollow) on the {device}", fontsize=11)
+    return fig
+
+
 def benchmark_rows(res: dict) -> list[dict]:
     """One row per (mode, dtype, shape) our kernel ran in ``res`` (bench.py's results.json).
 
     Each row: ``mode``, ``dtype``, ``shape`` and the times in ms of our kernel (``ours_ms``), the fastest
     PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel (the
-    anchors' figures, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
+    reference figures pinned in bench.py as ``MAMBA_SSM_MS``, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
     (``floor_ms``).
     """
     from minimamba.kernels.selective_scan import bench  # noqa: PLC0415  (imports the kernels)
