@@ -33,7 +33,7 @@ from minimamba.recurrences import (
 )
 from minimamba.scan import scan_sequential, selective_scan, selective_scan_ref
 from minimamba.transformer import TransformerPP, matched_pairs, tpp_param_count
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "MEMORIES",
@@ -339,7 +339,7 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
 
 def forgetting_widget() -> widgets.interactive:
     """Sliders for Δ (log10) on ordinary tokens, Δ at the reset token, and where the reset is."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda log10_delta, log10_delta_reset, reset_at: show(
             plot_forgetting(log10_delta, log10_delta_reset, reset_at)
         ),
@@ -354,6 +354,7 @@ def forgetting_widget() -> widgets.interactive:
         ),
         reset_at=widgets.IntSlider(value=120, min=21, max=199, description="reset at"),
     )
+    return with_static(w, lambda: plot_forgetting(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from minimamba.lti import lti_convolution
 from minimamba.scan import selective_scan_ref
 from minimamba.tasks import NOISE, selective_copying
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "GATE_SLIDER_STYLE",
@@ -288,10 +288,14 @@ def gate_widget() -> widgets.VBox:
         )
         for i, (v, x) in enumerate(zip(default, GATE_TOKENS))
     }
-    out = widgets.interactive_output(
-        lambda **kw: show(plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])), sliders
-    )
+
+    def draw(**kw) -> Figure:
+        return plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])
+
+    out = widgets.interactive_output(lambda **kw: show(draw(**kw)), sliders)
     grid = widgets.GridBox(
         list(sliders.values()), layout=widgets.Layout(grid_template_columns="repeat(2, 48%)")
     )
-    return widgets.VBox([grid, out])
+    return with_static(
+        widgets.VBox([grid, out]), lambda: draw(**{name: s.value for name, s in sliders.items()})
+    )

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from minimamba import committed
 from minimamba.tasks import NOISE, marker_token, selective_copying
 from minimamba.train import load_results
-from minimamba.viz import figure
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "PAPER_TABLE1",
@@ -337,13 +337,13 @@ def delta_widget(model, L: int = 256, k: int = 16) -> widgets.VBox:
     layer = widgets.IntSlider(value=len(model.backbone.layers) - 1, min=0, max=len(model.backbone.layers) - 1,
                               description="layer")  # fmt: skip
 
-    def show(seed: int, layer: int) -> None:
-        fig = plot_delta(model, seed, layer, L, k)
-        plt.show()
-        plt.close(fig)
-
-    out = widgets.interactive_output(show, {"seed": seed, "layer": layer})
-    return widgets.VBox([widgets.HBox([seed, layer]), out])
+    out = widgets.interactive_output(
+        lambda seed, layer: show(plot_delta(model, seed, layer, L, k)), {"seed": seed, "layer": layer}
+    )
+    return with_static(
+        widgets.VBox([widgets.HBox([seed, layer]), out]),
+        lambda: plot_delta(model, seed.value, layer.value, L, k),
+    )
 
 
 # ---------------------------------------------------------------------------------- figures for `make figures`

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "H200",
@@ -134,11 +134,12 @@ figure("06_blocks")(plot_block_layout)
 
 def block_layout_widget() -> widgets.interactive:
     """Sliders for n and BLOCK over :func:`plot_block_layout`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda n, BLOCK: show(plot_block_layout(n, BLOCK)),
         n=widgets.IntSlider(value=10, min=1, max=40, description="n"),
         BLOCK=widgets.Dropdown(options=[1, 2, 4, 8, 16], value=4, description="BLOCK"),
     )
+    return with_static(w, lambda: plot_block_layout(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -196,11 +197,12 @@ figure("06_chunk_carry")(plot_chunk_carry)
 
 def chunk_carry_widget() -> widgets.interactive:
     """Sliders for BLOCK_L and the decay over :func:`plot_chunk_carry`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda BLOCK_L, decay: show(plot_chunk_carry(48, BLOCK_L, decay)),
         BLOCK_L=widgets.Dropdown(options=[4, 8, 16, 32, 64], value=16, description="BLOCK_L"),
         decay=widgets.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.05, description="a_t"),
     )
+    return with_static(w, lambda: plot_chunk_carry(48, **w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -273,11 +275,14 @@ figure("06_io_bytes")(plot_io_bytes)
 
 def io_bytes_widget() -> widgets.interactive:
     """Sliders for log2(L), N and the input width over :func:`plot_io_bytes`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda log2_L, N, dtype_bytes: show(plot_io_bytes(1, 1024, 2**log2_L, N, dtype_bytes)),
         log2_L=widgets.IntSlider(value=15, min=9, max=19, description="log2 L"),
         N=widgets.Dropdown(options=[1, 4, 8, 16, 32, 64], value=16, description="N"),
         dtype_bytes=widgets.Dropdown(options=[("bf16", 2), ("fp32", 4)], value=2, description="inputs"),
+    )
+    return with_static(
+        w, lambda: plot_io_bytes(1, 1024, 2 ** w.kwargs["log2_L"], w.kwargs["N"], w.kwargs["dtype_bytes"])
     )
 
 
