@@ -11,6 +11,8 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # A cell creates a widget when it calls a `*_widget(...)` builder, uses ipywidgets or interact, or shows one.
 CREATES_WIDGET = re.compile(r"\w_widget\(|\bwidgets\.\w|\binteract(ive)?(_manual)?\(")
+# tqdm's notebook progress bar is a widget too, with no figure to show: its text ("S6:  40%|####  | 120/300")
+PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
 
 #: Notebooks whose committed outputs predate `minimamba.viz.with_static` (their widget builders already
 #: carry the PNG; re-executing the notebook commits it). Strict xfail: empty this set once they are re-run.
@@ -24,7 +26,10 @@ def widget_cells(nb: dict) -> list[tuple[int, dict]]:
         if cell["cell_type"] != "code":
             continue
         source = "".join(cell["source"])
-        shows = any(WIDGET_VIEW in (o.get("data") or {}) for o in cell.get("outputs", []))
+        shows = any(
+            WIDGET_VIEW in data and not PROGRESS_BAR.search("".join(data.get("text/plain", "")))
+            for data in (o.get("data") or {} for o in cell.get("outputs", []))
+        )
         if shows or CREATES_WIDGET.search(source):
             found.append((i, cell))
     return found
@@ -74,6 +79,9 @@ def test_the_check_itself():
         _code("w = widgets.IntSlider()"),  # 3: ipywidgets, never run
         _code("interact(f, x=1)", plot),  # 4: a PNG from the function: fine
         _code("something()", view),  # 5: shows a widget
+        _code(
+            "train()", {"data": {WIDGET_VIEW: {}, "text/plain": ["S6:   0%|     | 0/300 [00:00<?, ?it/s]"]}}
+        ),
         {"cell_type": "markdown", "source": "a `_widget(` in prose"},
     )
     assert [i for i, _ in widget_cells(nb)] == [0, 1, 3, 4, 5]

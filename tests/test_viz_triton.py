@@ -37,8 +37,8 @@ def test_chunk_carry_matches_the_sequential_loop(L, BLOCK_L, decay):
         np.testing.assert_allclose(d["A"][k], decay ** (k - s + 1.0), rtol=1e-12)
 
 
-def test_io_bytes_fused_is_the_anchor_floor():
-    """shared/anchors: at (8, 1536, 8192, 16) fp32 the forward must read u, delta, z, B, C and write y: 1619 MB."""
+def test_io_bytes_fused_is_the_bytes_floor():
+    """At (8, 1536, 8192, 16) fp32 the forward must read u, delta, z, B, C and write y: 1619 MB."""
     batch, d_inner, L, N = 8, 1536, 8192, 16
     d = vt.io_bytes(batch, d_inner, L, N, dtype_bytes=4)
     tensors = 4 * batch * d_inner * L + 2 * batch * N * L  # u, delta, z, y and B, C

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from minimamba import committed
 from minimamba.viz import figure, show, with_static
 
 __all__ = [
@@ -34,10 +35,11 @@ __all__ = [
     "source_paragraph",
 ]
 
-#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy measured on it (shared/anchors); the
-#: datasheet says 4.8 TB/s. fp32 FLOP/s: datasheet, without tensor cores. exp/s: 132 SMs × 16 special-
-#: function results per clock × 1.98 GHz, which matches the 385 µs the anchors give for 1.61e9 exponentials.
-H200 = {"bytes_per_s": 4.26e12, "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
+#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy that kernels/selective_scan/bench.py measured
+#: on it, in the run of its committed results.json (the datasheet says 4.8 TB/s). fp32 FLOP/s: datasheet,
+#: without tensor cores. exp/s: 132 SMs × 16 results per clock (exp2f on compute capability 9.0, the CUDA C++
+#: Programming Guide's table of arithmetic instruction throughput) × 1.98 GHz (the H200's boost clock).
+H200 = {"bytes_per_s": committed.copy_bandwidth(), "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
 
 #: FLOPs per (batch, channel, step, state) element of the selective scan besides the exponential:
 #: Δ·A (1), Δu·B (1), h = Ā h + B̄u (2), y += C h (2), rounded up to 7 for the Δ·u and the bookkeeping.
@@ -333,7 +335,7 @@ def benchmark_rows(res: dict) -> list[dict]:
 
     Each row: ``mode``, ``dtype``, ``shape`` and the times in ms of our kernel (``ours_ms``), the fastest
     PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel (the
-    anchors' figures, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
+    figures bench.py cites, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
     (``floor_ms``).
     """
     from minimamba.kernels.selective_scan import bench  # noqa: PLC0415  (imports the kernels)
