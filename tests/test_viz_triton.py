@@ -186,3 +186,18 @@ def test_benchmark_rows_from_a_results_file():
     assert row["ours_ms"] == 2.0 and row["pytorch_ms"] == 50.0  # the fastest of the package's scans only
     assert row["mamba_ssm_ms"] == bench.MAMBA_SSM_MS[("fwd", "fp32")][2]
     assert row["floor_ms"] == pytest.approx(floor_bytes / 4e12 * 1e3)
+
+
+def test_h200_bandwidth_is_the_committed_measurement():
+    """The bytes floor uses the copy bandwidth that bench.py measured in the run it committed."""
+    import json
+
+    from minimamba import committed
+
+    doc = json.loads(committed.kernel_results("selective_scan").read_text())
+    assert vt.H200["bytes_per_s"] == committed.copy_bandwidth() == doc["copy_bytes_per_s"]
+    assert 3e12 < vt.H200["bytes_per_s"] < 4.8e12  # below the H200 datasheet's 4.8 TB/s
+    with pytest.raises(ValueError, match="op must be the name of a folder in kernels/"):
+        committed.kernel_results("../etc")
+    with pytest.raises(FileNotFoundError, match="op must be a kernel folder of minimamba.kernels"):
+        committed.kernel_results("no_such_op")

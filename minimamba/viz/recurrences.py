@@ -179,7 +179,7 @@ _STYLE = {
 def plot_critical_paths(d: dict | None = None) -> Figure:
     """Depth against L, log-log: ∝ L for the recurrences, ∝ √L chunked, ∝ log L Blelloch, flat for attention."""
     d = critical_paths() if d is None else d
-    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     for name, depths in d["depth"].items():
         color, style = _STYLE.get(name, ("0.5", "o-"))
         ax.loglog(d["L"], depths, style, color=color, label=name, ms=5)
@@ -189,7 +189,7 @@ def plot_critical_paths(d: dict | None = None) -> Figure:
         ylabel="critical path (dependent operations)",
         title="Sequential steps of one forward pass (float64, measured)",
     )
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

@@ -221,7 +221,7 @@ def plot_extrapolation(
                 label=f"paper: {model}",
             )
     ax.axvline(train_length, color="k", lw=1, ls=":")
-    ax.annotate("training length", (train_length, 50), rotation=90, ha="right", va="center", fontsize=8)
+    ax.annotate("training length", (train_length, 20), rotation=90, ha="right", va="center", fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set(
         xlabel="test sequence length L", ylabel="accuracy %", ylim=(-3, 103), title=title or "induction heads"
