@@ -310,7 +310,7 @@ def forgetting_update(
 def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, reset_at: int = 120) -> Figure:
     """Left: token j's contribution to the state (log scale). Right: the size of what is carried."""
     d = forgetting_update(log10_delta, log10_delta_reset, reset_at)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     t, j = d["t"], d["j"]
     after = t >= j
     ax0.semilogy(t[after], d["la"][after], color="C1", label="linear attention: ‖φ(k_j) v_jᵀ‖, forever")
@@ -325,7 +325,8 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
         ylabel="size of token j's share of the state",
         title=f"token j = {j}, Δ = {d['delta']:.3g} elsewhere",
     )
-    ax0.legend(fontsize=8, loc="lower left")
+    # under the axes: the sliders move both curves anywhere inside them
+    ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     ax1.semilogy(t, d["z"], color="C1", label="linear attention: ‖z_t‖ = ‖Σ φ(k_s)‖")
     ax1.semilogy(t, d["h"], color="C0", label="S6: ‖h_t‖")
     ax1.set(
@@ -333,7 +334,7 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
         ylabel="norm (log scale)",
         title="the normalizer only grows; the S6 state stays bounded",
     )
-    ax1.legend(fontsize=8, loc="lower right")
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False, ncol=2)
     return fig
 
 
