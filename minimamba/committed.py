@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["RESULTS", "kernel_results", "results_file"]
+__all__ = ["RESULTS", "copy_bandwidth", "kernel_results", "results_file"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -32,13 +32,31 @@ def results_file(name: str) -> Path:
 
 
 def kernel_results(op: str = "selective_scan") -> Path:
-    """``results.json`` of a kernel folder (written by its ``bench.py`` on a GPU)."""
-    import importlib  # noqa: PLC0415  (importing the kernels configures Triton: only when asked)
+    """``results.json`` of a kernel folder (written by its ``bench.py`` on a GPU). Finds the folder without
+    importing the op (importing a kernel module loads Triton)."""
+    import importlib.util  # noqa: PLC0415
 
-    module = importlib.import_module(f"minimamba.kernels.{op}")
-    path = Path(module.__file__).parent / "results.json"
+    if not isinstance(op, str) or not op.isidentifier():
+        raise ValueError(f"op must be the name of a folder in kernels/ (e.g. 'selective_scan'), got {op!r}")
+    spec = importlib.util.find_spec(f"minimamba.kernels.{op}")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"op must be a kernel folder of minimamba.kernels, got {op!r}: no such package"
+        )
+    path = Path(spec.origin).parent / "results.json"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: `python -m minimamba.kernels.{op}.bench` writes it on a GPU"
         )
     return path
+
+
+def copy_bandwidth(op: str = "selective_scan") -> float:
+    """The device-to-device copy bandwidth (bytes/s) that ``op``'s benchmark measured on its GPU, in the same
+    run as its timings (``copy_bytes_per_s`` in its ``results.json``): the memory roofline of that GPU."""
+    import json  # noqa: PLC0415
+
+    doc = json.loads(kernel_results(op).read_text())
+    if "copy_bytes_per_s" not in doc:
+        raise KeyError(f"{kernel_results(op)} has no copy_bytes_per_s: re-run the benchmark that writes it")
+    return float(doc["copy_bytes_per_s"])

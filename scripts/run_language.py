@@ -302,7 +302,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=None,
         help="stop each run after this many steps in "
-        "this invocation, checkpointed (to split a run over sessions; resume with --resume)",
+        "this invocation, checkpointed (to split a run over several invocations; resume with --resume)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the data order and each model's init")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")

@@ -1,10 +1,11 @@
 """What a reader sees: the notebooks' widgets in JupyterLab, driven in headless Chromium.
 
 nbval executes cells but cannot see a widget. Here a real JupyterLab (started from this Python environment)
-serves a *copy* of the notebooks; Playwright drives Debian's Chromium (never a downloaded browser): open a
-notebook, wait for the kernel, run all cells, check that no cell shows an error, move a slider with the
-keyboard, and check that the readout shows the new value and the plotted figure changed. Screenshots go to
-``test-artifacts/`` (not committed) for a person to look at.
+serves a *copy* of the notebooks; Playwright drives Debian's Chromium (never a downloaded browser). For every
+notebook with a widget (found in the committed notebooks): open it, wait for the kernel, run all cells, check
+that no cell shows an error, then move every control of every widget once (a slider with the keyboard, a
+dropdown to another option) and check that its value and the widget's figure changed, and that no error
+appeared. Screenshots of each widget go to ``test-artifacts/`` (not committed) for a person to look at.
 
 Skipped, with the reason, only where Chromium or Playwright is missing (``.ci/run`` installs both).
 """
@@ -24,6 +25,7 @@ import time
 import urllib.request
 
 import pytest
+from test_notebook_widgets import widget_cells
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +43,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# (notebook, slider label, what the slider controls): the label is the slider's `description`.
+#: Every notebook with a widget, found in the committed notebooks (test_notebook_widgets.widget_cells): a new
+#: widget notebook is covered without an edit here.
 CASES = [
-    ("02_discretization.ipynb", "Δ"),
-    ("01_continuous_ssm.ipynb", None),
-    ("03_recurrence_and_convolution.ipynb", "Δ"),
+    path.name
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if widget_cells(json.loads(path.read_text()))
 ]
+#: the longest a notebook may take to run all its cells in the browser (FAST=1)
+RUN_ALL_MS = 600_000
 
 
 def _free_port() -> int:
@@ -92,6 +97,7 @@ def lab(tmp_path_factory):
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the notebook's outputs, errors included
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -138,31 +144,46 @@ def _wait_kernel_idle(page, timeout_ms: int) -> None:
     )
 
 
+#: The error outputs of the open notebook ("ename: evalue"), read from its model: JupyterLab renders an error
+#: and a stream to stderr alike (both as application/vnd.jupyter.stderr), so the page cannot tell them apart.
+ERRORS_JS = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const cells = panel.content.model.cells, errors = [];
+    for (let i = 0; i < cells.length; i++) {
+        const cell = cells.get(i);
+        if (cell.type !== 'code') continue;
+        for (let j = 0; j < cell.outputs.length; j++) {
+            const out = cell.outputs.get(j).toJSON();
+            if (out.output_type === 'error') errors.push(`cell ${i}: ${out.ename}: ${out.evalue}`);
+        }
+    }
+    return errors;
+}"""
+
+
+def _errors(page) -> list[str]:
+    return page.evaluate(ERRORS_JS)
+
+
 def _run_all(page, timeout_ms: int) -> None:
     page.click("text=Run", timeout=10_000)
     page.click("[data-command='runmenu:run-all']")
-    # Running: a prompt shows [*]. Done: no [*] left and the kernel idle.
+    # Running: a prompt shows [*]. Done: no [*] left, and every cell run (no [ ] left) or one stopped on an error.
     page.wait_for_function(
-        """() => document.querySelectorAll('.jp-InputPrompt').length > 0 &&
-                 ![...document.querySelectorAll('.jp-InputPrompt')].some(e => e.textContent.includes('[*]'))
-                 && ![...document.querySelectorAll('.jp-InputPrompt')].some(e => /\\[ \\]/.test(e.textContent))""",
+        f"""() => {{
+            const prompts = [...document.querySelectorAll('.jp-InputPrompt')];
+            if (prompts.length === 0 || prompts.some(e => e.textContent.includes('[*]'))) return false;
+            return ({ERRORS_JS})().length > 0 || !prompts.some(e => /\\[ \\]/.test(e.textContent));
+        }}""",
         timeout=timeout_ms,
     )
     _wait_kernel_idle(page, timeout_ms)
 
 
-def _slider(page, label: str | None):
-    sliders = page.locator(".widget-slider")
-    if label is not None:
-        sliders = sliders.filter(has=page.locator(".widget-label", has_text=label))
-    assert sliders.count() > 0, f"no slider labelled {label!r} found in the notebook"
-    return sliders.first
-
-
-def _widget_box(slider):
-    # The outermost widget box around the slider: its controls and the output the slider drives.
-    return slider.locator(
-        "xpath=ancestor::div[contains(@class,'widget-vbox') or contains(@class,'widget-box')][last()]"
+def _widget_outputs(page):
+    """The cell outputs that hold a widget with controls (tqdm's progress bars have none)."""
+    return page.locator(".jp-OutputArea-child > .jp-OutputArea-output").filter(
+        has=page.locator(".widget-slider, .widget-dropdown")
     )
 
 
@@ -188,8 +209,34 @@ def _stable_src(img, page, differ_from: str | None = None, timeout_s: float = 45
     return last
 
 
-@pytest.mark.parametrize(("notebook", "label"), CASES, ids=[c[0].split("_")[0] for c in CASES])
-def test_widget_in_jupyterlab(lab, browser, notebook, label):
+def _move_slider(page, slider) -> tuple[str, str]:
+    """Five key presses on the slider's handle (to the left if it sits at its maximum): (readout before, after)."""
+    readout = slider.locator(".widget-readout")
+    handle = slider.locator(".noUi-handle, .ui-slider-handle").first
+    before = readout.inner_text().strip()
+    at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+    handle.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+    page.wait_for_timeout(500)
+    return before, readout.inner_text().strip()
+
+
+def _move_dropdown(dropdown) -> tuple[str, str] | None:
+    """Select another option: (value before, after); None if the dropdown has a single option."""
+    select = dropdown.locator("select")
+    before = select.input_value()
+    values = [o.get_attribute("value") for o in select.locator("option").all()]
+    other = [v for v in values if v != before]
+    if not other:
+        return None
+    select.select_option(other[0])
+    return before, select.input_value()
+
+
+@pytest.mark.parametrize("notebook", CASES, ids=[c.split("_")[0] for c in CASES])
+def test_widgets_in_jupyterlab(lab, browser, notebook):
+    """Run all cells: no error. Then every control of every widget, moved once, changes its figure."""
     base, token = lab
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -203,37 +250,45 @@ def test_widget_in_jupyterlab(lab, browser, notebook, label):
         if dialog.count():  # a notebook without kernelspec metadata asks which kernel to start
             dialog.locator("button.jp-mod-accept").click()
         _wait_kernel_idle(page, 90_000)
-        _run_all(page, 120_000)
+        _run_all(page, RUN_ALL_MS)
 
-        errors = page.locator(
-            "[data-mime-type='application/vnd.jupyter.error'], .jp-OutputArea-output.jp-mod-error"
-        )
-        assert errors.count() == 0, f"{notebook}: a cell shows an error: {errors.first.inner_text()[:500]}"
+        assert _errors(page) == [], f"{notebook}: a cell shows an error"
 
-        slider = _slider(page, label)
-        slider.scroll_into_view_if_needed()
-        readout = slider.locator(".widget-readout")
-        box = _widget_box(slider)
-        img = box.locator("img").first  # the figure this slider drives
-        img.wait_for(timeout=30_000)
-        before_value, before_src = readout.inner_text().strip(), _stable_src(img, page)
-
-        handle = slider.locator(".noUi-handle, .ui-slider-handle").first
-        handle.focus()
-        for _ in range(5):
-            page.keyboard.press("ArrowRight")
-        after_src = _stable_src(img, page, differ_from=before_src)
-        after_value = readout.inner_text().strip()
-        box.screenshot(path=str(ARTIFACTS / f"browser_{notebook.removesuffix('.ipynb')}.png"))
-
-        assert after_value != before_value, (
-            f"{notebook}: the slider readout did not change ({before_value!r})"
-        )
-        # The readout shows the slider's new value (the handle's aria-valuenow is the model's value).
-        now = handle.get_attribute("aria-valuenow")
-        if now is not None:
-            # (noUiSlider writes aria-valuenow rounded to one decimal)
-            assert float(after_value) == pytest.approx(float(now), abs=0.051), (after_value, now)
-        assert after_src != before_src, f"{notebook}: the figure did not change after moving the slider"
+        boxes = _widget_outputs(page)
+        expected = len(widget_cells(json.loads((ROOT / "notebooks" / notebook).read_text())))
+        assert boxes.count() >= 1, f"{notebook}: no widget with controls rendered"
+        assert boxes.count() <= expected, (boxes.count(), expected)
+        moved = 0
+        for b in range(boxes.count()):
+            box = boxes.nth(b)
+            box.scroll_into_view_if_needed()
+            img = box.locator("img").first  # the figure this widget draws
+            img.wait_for(timeout=60_000)
+            controls = box.locator(".widget-slider, .widget-dropdown")
+            for c in range(controls.count()):
+                control = controls.nth(c)
+                control.scroll_into_view_if_needed()
+                name = control.locator(".widget-label").first.inner_text().strip() or f"control {c}"
+                before_src = _stable_src(img, page)
+                if "widget-dropdown" in (control.get_attribute("class") or ""):
+                    values = _move_dropdown(control)
+                    if values is None:
+                        continue  # one option: nothing to move
+                else:
+                    values = _move_slider(page, control)
+                assert values[1] != values[0], f"{notebook}, widget {b}, {name}: the value did not change"
+                after_src = _stable_src(img, page, differ_from=before_src)
+                assert after_src != before_src, (
+                    f"{notebook}, widget {b}, {name} ({values[0]} -> {values[1]}): the figure did not change"
+                )
+                moved += 1
+            box.screenshot(path=str(ARTIFACTS / f"browser_{notebook.removesuffix('.ipynb')}_{b}.png"))
+            # a widget's callback that raises shows its traceback inside the widget, not in the cell's outputs
+            stderr = box.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+            assert stderr.count() == 0, (
+                f"{notebook}, widget {b} printed to stderr: {stderr.first.inner_text()[:500]}"
+            )
+        assert moved > 0, f"{notebook}: no control could be moved"
+        assert _errors(page) == [], f"{notebook}: moving a control showed an error"
     finally:
         page.close()

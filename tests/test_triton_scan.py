@@ -82,7 +82,7 @@ def scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus
 
 
 def make_inputs(batch, d_inner, L, N, groups=0, dtype=torch.float32, seed=0):
-    """The anchors' distributions: u, z, B, C ~ N(0,1); delta = 0.5 N(0,1); A < 0; D ≈ 1."""
+    """The benchmark's distributions: u, z, B, C ~ N(0,1); delta = 0.5 N(0,1); A < 0; D ≈ 1."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     bc = (batch, groups, N, L) if groups else (batch, N, L)

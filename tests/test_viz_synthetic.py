@@ -13,10 +13,12 @@ from minimamba.viz import load_all
 from minimamba.viz.synthetic import (
     PAPER_TABLE1,
     PAPER_TABLE11,
+    delta_stats,
     delta_trace,
     delta_update,
     format_table,
     plot_copying,
+    plot_delta_stats,
     plot_extrapolation,
     plot_learning_curves,
     plot_sequences,
@@ -122,6 +124,32 @@ def test_delta_update():
     assert u["mean_noise"] == pytest.approx(full[u["noise"]].mean())
     with pytest.raises(ValueError, match=r"layer must be in 0 … 1, got 2"):
         delta_update(model, 0, 2)
+
+
+def test_delta_stats():
+    """Every sequence's row is delta_update's trace of it; ``index`` counts the data tokens before each one."""
+    model = tiny_model(n_layer=2)
+    s = delta_stats(model, layer=1, n_seq=3, L=20, k=4, seed=5)
+    b = selective_copying(3, 20, 4, 16, generator=torch.Generator().manual_seed(5))
+    full = delta_trace(model, b.inputs)[1].mean(-1).numpy()
+    np.testing.assert_allclose(s["delta"], full)
+    ids = b.inputs.numpy()
+    for row in range(3):
+        data_positions = [t for t in range(20) if ids[row, t] != NOISE]  # before the markers: data or noise
+        assert np.flatnonzero(s["data"][row]).tolist() == data_positions
+        assert np.flatnonzero(s["noise"][row]).tolist() == [t for t in range(20) if ids[row, t] == NOISE]
+        assert [s["index"][row, t] for t in data_positions] == [0, 1, 2, 3]
+        assert (s["index"][row][~s["data"][row]] == -1).all()
+    assert s["position"].tolist() == list(range(24))
+    for bad, match in (
+        ({"layer": 2}, r"layer must be in 0 … 1, got 2"),
+        ({"n_seq": 0}, "n_seq must be an int >= 1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            delta_stats(model, **{"layer": 1, **bad})
+    fig = plot_delta_stats(model, layer=0, n_seq=4, L=20, k=4)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["position t", "j (the j-th data token of its sequence)"]
+    plt.close(fig)
 
 
 def test_plots_have_labelled_axes():

@@ -264,3 +264,18 @@ def test_block_layout_figure_stays_at_notebook_width():
         assert fig.get_size_inches()[0] <= 9.0
         assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 5
         plt.close(fig)
+
+
+def test_h200_bandwidth_is_the_committed_measurement():
+    """The bytes floor uses the copy bandwidth that bench.py measured in the run it committed."""
+    import json
+
+    from minimamba import committed
+
+    doc = json.loads(committed.kernel_results("selective_scan").read_text())
+    assert vt.H200["bytes_per_s"] == committed.copy_bandwidth() == doc["copy_bytes_per_s"]
+    assert 3e12 < vt.H200["bytes_per_s"] < 4.8e12  # below the H200 datasheet's 4.8 TB/s
+    with pytest.raises(ValueError, match="op must be the name of a folder in kernels/"):
+        committed.kernel_results("../etc")
+    with pytest.raises(FileNotFoundError, match="op must be a kernel folder of minimamba.kernels"):
+        committed.kernel_results("no_such_op")

@@ -18,7 +18,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from minimamba.block import inverse_softplus, sample_dt
 from minimamba.config import MambaConfig
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "PAPER_SIZES",
@@ -197,9 +197,8 @@ def dt_init_widget() -> widgets.interactive:
 
     lo.observe(keep_order, "value")
     hi.observe(keep_order, "value")
-    return widgets.interactive(
-        lambda dt_min, dt_max: show(plot_dt_init(dt_min, dt_max)), dt_min=lo, dt_max=hi
-    )
+    w = widgets.interactive(lambda dt_min, dt_max: show(plot_dt_init(dt_min, dt_max)), dt_min=lo, dt_max=hi)
+    return with_static(w, lambda: plot_dt_init(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------

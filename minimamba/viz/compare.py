@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from minimamba import committed
 from minimamba.transformer import matched_pairs
-from minimamba.viz import show
+from minimamba.viz import show, with_static
 
 __all__ = [
     "best_ratio",
@@ -195,7 +195,7 @@ def throughput_widget(doc: dict) -> widgets.interactive:
     batches = sorted({r["batch"] for r in rows})
     pairs = list(dict.fromkeys(r["pair"] for r in rows))
 
-    def draw(pair, batch):
+    def draw(pair, batch) -> Figure:
         fig, ax = plt.subplots(figsize=(7, 2.8), layout="constrained")
         names, values = [], []
         for variant in _VSTYLE:
@@ -208,13 +208,14 @@ def throughput_widget(doc: dict) -> widgets.interactive:
             ax.text(v, y, f" {v:,.0f}" if v else " out of memory", va="center", fontsize=8)
         ax.set_xlabel("generated tokens / s")
         ax.set_title(f"{pair}, batch {batch}")
-        return show(fig)
+        return fig
 
-    return widgets.interactive(
-        draw,
+    w = widgets.interactive(
+        lambda pair, batch: show(draw(pair, batch)),
         pair=widgets.Dropdown(options=pairs, value=pairs[0], description="pair"),
         batch=widgets.SelectionSlider(options=batches, value=batches[0], description="batch"),
     )
+    return with_static(w, lambda: draw(**w.kwargs))
 
 
 def step_bytes(pair, context: int, batch: int, weight_bytes: int = 2) -> dict:

@@ -25,7 +25,7 @@ from minimamba.ssm import (
     simulate,
     step_response,
 )
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "INPUTS",
@@ -151,12 +151,13 @@ def plot_response(re: float = -0.5, im: float = 2.0, kind: str = "step") -> Figu
 
 def response_widget() -> widgets.interactive:
     """Sliders for the eigenvalue re ± i·im and a dropdown for the input, over :func:`plot_response`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda re, im, kind: show(plot_response(re, im, kind)),
         re=widgets.FloatSlider(value=-0.5, min=-2.5, max=1.0, step=0.1, description="Re λ"),
         im=widgets.FloatSlider(value=2.0, min=0.0, max=6.0, step=0.25, description="Im λ"),
         kind=widgets.Dropdown(options=INPUTS, value="step", description="input"),
     )
+    return with_static(w, lambda: plot_response(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------

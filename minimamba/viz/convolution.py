@@ -23,7 +23,7 @@ from minimamba import env
 from minimamba.discretize import zoh
 from minimamba.lti import conv_matrix, kernel_effective_length, lti_convolution, lti_recurrent, ssm_kernel
 from minimamba.ssm import impulse_response, s4d_real
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "copying_examples",
@@ -130,7 +130,7 @@ def kernel_widget() -> widgets.interactive:
 
     Δ is a linear slider (a log slider's handle reports the exponent, not the value) in steps of 0.02.
     """
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda delta, N, C: show(plot_kernel(delta, N, 64, C)),
         delta=widgets.FloatSlider(
             value=0.1, min=0.02, max=1.0, step=0.02, readout_format=".2f", description="Δ"
@@ -138,6 +138,7 @@ def kernel_widget() -> widgets.interactive:
         N=widgets.IntSlider(value=16, min=1, max=64, description="N"),
         C=widgets.Dropdown(options=["ones", "random"], value="ones", description="C"),
     )
+    return with_static(w, lambda: plot_kernel(w.kwargs["delta"], w.kwargs["N"], 64, w.kwargs["C"]))
 
 
 # ------------------------------------------------------------------------------------------------------

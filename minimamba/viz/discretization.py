@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from minimamba.discretize import METHODS, discretize, mamba_discretize, zoh
 from minimamba.lti import lti_recurrent
 from minimamba.ssm import simulate, step_response
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "INPUTS",
@@ -140,13 +140,14 @@ def plot_trajectory(
 
 def trajectory_widget() -> widgets.interactive:
     """A Δ slider and dropdowns for the method, the system and the input, over :func:`plot_trajectory`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda delta, method, system_name, kind: show(plot_trajectory(delta, method, system_name, kind)),
         delta=widgets.FloatSlider(value=0.25, min=0.05, max=2.0, step=0.05, description="Δ"),
         method=widgets.Dropdown(options=list(METHODS), value="euler", description="method"),
         system_name=widgets.Dropdown(options=SYSTEMS, value="decay", description="system"),
         kind=widgets.Dropdown(options=INPUTS, value="step", description="input"),
     )
+    return with_static(w, lambda: plot_trajectory(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------

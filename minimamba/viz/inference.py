@@ -28,7 +28,7 @@ from minimamba import env
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
 from minimamba.transformer import TransformerPP, TransformerPPConfig
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "cache_size_update",
@@ -98,12 +98,13 @@ def _plot_cache_size_default() -> Figure:
 
 def cache_widget() -> widgets.interactive:
     """Sliders for the model's width, depth and batch over :func:`plot_cache_size`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda d_model, n_layer, batch: show(plot_cache_size(d_model, n_layer, batch)),
         d_model=widgets.IntSlider(value=768, min=256, max=4096, step=256, description="d_model"),
         n_layer=widgets.IntSlider(value=24, min=2, max=64, step=2, description="n_layer"),
         batch=widgets.IntSlider(value=1, min=1, max=64, description="batch"),
     )
+    return with_static(w, lambda: plot_cache_size(**w.kwargs))
 
 
 @torch.no_grad()

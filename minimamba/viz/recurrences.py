@@ -33,7 +33,7 @@ from minimamba.recurrences import (
 )
 from minimamba.scan import scan_sequential, selective_scan, selective_scan_ref
 from minimamba.transformer import TransformerPP, matched_pairs, tpp_param_count
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "MEMORIES",
@@ -179,7 +179,7 @@ _STYLE = {
 def plot_critical_paths(d: dict | None = None) -> Figure:
     """Depth against L, log-log: ∝ L for the recurrences, ∝ √L chunked, ∝ log L Blelloch, flat for attention."""
     d = critical_paths() if d is None else d
-    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     for name, depths in d["depth"].items():
         color, style = _STYLE.get(name, ("0.5", "o-"))
         ax.loglog(d["L"], depths, style, color=color, label=name, ms=5)
@@ -189,7 +189,7 @@ def plot_critical_paths(d: dict | None = None) -> Figure:
         ylabel="critical path (dependent operations)",
         title="Sequential steps of one forward pass (float64, measured)",
     )
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
@@ -310,7 +310,7 @@ def forgetting_update(
 def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, reset_at: int = 120) -> Figure:
     """Left: token j's contribution to the state (log scale). Right: the size of what is carried."""
     d = forgetting_update(log10_delta, log10_delta_reset, reset_at)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     t, j = d["t"], d["j"]
     after = t >= j
     ax0.semilogy(t[after], d["la"][after], color="C1", label="linear attention: ‖φ(k_j) v_jᵀ‖, forever")
@@ -325,7 +325,8 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
         ylabel="size of token j's share of the state",
         title=f"token j = {j}, Δ = {d['delta']:.3g} elsewhere",
     )
-    ax0.legend(fontsize=8, loc="lower left")
+    # under the axes: the sliders move both curves anywhere inside them
+    ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     ax1.semilogy(t, d["z"], color="C1", label="linear attention: ‖z_t‖ = ‖Σ φ(k_s)‖")
     ax1.semilogy(t, d["h"], color="C0", label="S6: ‖h_t‖")
     ax1.set(
@@ -333,13 +334,13 @@ def plot_forgetting(log10_delta: float = -1.5, log10_delta_reset: float = 1.0, r
         ylabel="norm (log scale)",
         title="the normalizer only grows; the S6 state stays bounded",
     )
-    ax1.legend(fontsize=8, loc="lower right")
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False, ncol=2)
     return fig
 
 
 def forgetting_widget() -> widgets.interactive:
     """Sliders for Δ (log10) on ordinary tokens, Δ at the reset token, and where the reset is."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda log10_delta, log10_delta_reset, reset_at: show(
             plot_forgetting(log10_delta, log10_delta_reset, reset_at)
         ),
@@ -354,6 +355,7 @@ def forgetting_widget() -> widgets.interactive:
         ),
         reset_at=widgets.IntSlider(value=120, min=21, max=199, description="reset at"),
     )
+    return with_static(w, lambda: plot_forgetting(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from minimamba.lti import lti_convolution
 from minimamba.scan import selective_scan_ref
 from minimamba.tasks import NOISE, selective_copying
-from minimamba.viz import figure, show
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "GATE_SLIDER_STYLE",
@@ -107,7 +107,7 @@ def plot_fixed_kernel(L: int = 16, k: int = 3, seed: int = 3) -> Figure:
     inputs = selective_copying(2, L, k=k, generator=torch.Generator().manual_seed(seed)).inputs
     K = kernel_demands(inputs[:1], k)["K"]
     out = fixed_kernel_outputs(K, inputs, k)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), layout="constrained")
     axes[0].stem(np.arange(L + k), K.numpy(), basefmt=" ")
     axes[0].set(xlabel="lag", ylabel="$K_{lag}$", title="the kernel that solves sequence A")
     pos = np.arange(L + k)
@@ -117,10 +117,15 @@ def plot_fixed_kernel(L: int = 16, k: int = 3, seed: int = 3) -> Figure:
         ax.plot(ans, out["targets"][row].numpy(), "s", color="C2", ms=8, mfc="none", label="target")
         ax.plot(ans, out["answers"][row].numpy(), "o", color="C3", ms=5, label="K * u")
         ax.axvline(L - 0.5, color="k", lw=0.8, ls=":")
+        top = max(
+            out["u"][row].max().item(), out["targets"][row].max().item(), out["answers"][row].max().item()
+        )
+        ax.set_ylim(-0.06 * top, 1.08 * top)  # room for the markers at 0 and at the tallest token
         ax.set(
             xlabel="position (answers after the dotted line)", ylabel="token value", title=f"sequence {name}"
         )
-        ax.legend(fontsize=7, loc="upper left")
+    # one legend under the figure: inside, it would cover a tall token wherever the sequence puts one
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
     return fig
 
 
@@ -288,10 +293,14 @@ def gate_widget() -> widgets.VBox:
         )
         for i, (v, x) in enumerate(zip(default, GATE_TOKENS))
     }
-    out = widgets.interactive_output(
-        lambda **kw: show(plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])), sliders
-    )
+
+    def draw(**kw) -> Figure:
+        return plot_gate(GATE_TOKENS, [kw[f"t{i}"] for i in range(len(GATE_TOKENS))])
+
+    out = widgets.interactive_output(lambda **kw: show(draw(**kw)), sliders)
     grid = widgets.GridBox(
         list(sliders.values()), layout=widgets.Layout(grid_template_columns="repeat(2, 48%)")
     )
-    return widgets.VBox([grid, out])
+    return with_static(
+        widgets.VBox([grid, out]), lambda: draw(**{name: s.value for name, s in sliders.items()})
+    )

@@ -22,12 +22,13 @@ from matplotlib.figure import Figure
 from minimamba import committed
 from minimamba.tasks import NOISE, marker_token, selective_copying
 from minimamba.train import load_results
-from minimamba.viz import figure
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "PAPER_TABLE1",
     "PAPER_TABLE11",
     "RESULTS",
+    "delta_stats",
     "delta_trace",
     "delta_update",
     "delta_widget",
@@ -36,6 +37,7 @@ __all__ = [
     "load_synthetic",
     "plot_copying",
     "plot_delta",
+    "plot_delta_stats",
     "plot_extrapolation",
     "plot_learning_curves",
     "plot_sequences",
@@ -219,7 +221,7 @@ def plot_extrapolation(
                 label=f"paper: {model}",
             )
     ax.axvline(train_length, color="k", lw=1, ls=":")
-    ax.annotate("training length", (train_length, 50), rotation=90, ha="right", va="center", fontsize=8)
+    ax.annotate("training length", (train_length, 20), rotation=90, ha="right", va="center", fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set(
         xlabel="test sequence length L", ylabel="accuracy %", ylim=(-3, 103), title=title or "induction heads"
@@ -331,19 +333,67 @@ def plot_delta(model, seed: int = 0, layer: int = 1, L: int = 256, k: int = 16) 
     return fig
 
 
+def delta_stats(model, layer: int = 1, n_seq: int = 64, L: int = 256, k: int = 16, seed: int = 1000) -> dict:
+    """Δ (mean over channels) on every token of ``n_seq`` selective-copying sequences drawn with ``seed``.
+
+    Returns ``delta`` (n_seq, T), the ``data`` / ``noise`` masks, ``position`` (T,) and ``index`` (n_seq, T):
+    for a data token, how many data tokens came before it in its sequence (0 for the first; -1 elsewhere).
+    """
+    n_layer = len(model.backbone.layers)
+    if not 0 <= layer < n_layer:
+        raise ValueError(f"layer must be in 0 … {n_layer - 1}, got {layer}")
+    if not (isinstance(n_seq, int) and n_seq >= 1):
+        raise ValueError(f"n_seq must be an int >= 1, got {n_seq!r}")
+    b = selective_copying(n_seq, L, k, 16, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        d = delta_trace(model, b.inputs)[layer].mean(-1).numpy()  # (n_seq, T)
+    ids = b.inputs.numpy()
+    noise = ids == NOISE
+    data = ~noise & (ids != marker_token(16))
+    index = np.where(data, np.cumsum(data, axis=1) - 1, -1)
+    return {"delta": d, "data": data, "noise": noise, "position": np.arange(ids.shape[1]), "index": index}
+
+
+def plot_delta_stats(model, layer: int = 1, n_seq: int = 64, L: int = 256, k: int = 16) -> Figure:
+    """Left: Δ against position, data tokens (dots) against the noise tokens' median and 10–90 % band.
+    Right: Δ on the j-th data token of a sequence (median and quartiles) against j."""
+    u = delta_stats(model, layer, n_seq, L, k)
+    d, data, noise, idx = u["delta"], u["data"], u["noise"], u["index"]
+    t = np.arange(L)
+    noise_q = np.array([np.quantile(d[:, i][noise[:, i]], [0.1, 0.5, 0.9]) for i in t])
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained", width_ratios=[1.6, 1])
+    ax0.fill_between(t, noise_q[:, 0], noise_q[:, 2], color="C0", alpha=0.2, label="noise tokens: 10–90 %")
+    ax0.plot(t, noise_q[:, 1], color="C0", lw=1.5, label="noise tokens: median")
+    rows, cols = np.nonzero(data[:, :L])
+    ax0.plot(cols, d[rows, cols], ".", color="C1", ms=3, alpha=0.5, label="data tokens")
+    ax0.set(xlabel="position t", ylabel="Δ (mean over channels)", yscale="log",
+            title=f"layer {layer}, {n_seq} sequences")  # fmt: skip
+    ax0.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    j = np.arange(k)
+    q = np.array([np.quantile(d[idx == i], [0.25, 0.5, 0.75]) for i in j])
+    ax1.fill_between(j + 1, q[:, 0], q[:, 2], color="C1", alpha=0.25, label="data tokens: quartiles")
+    ax1.plot(j + 1, q[:, 1], "o-", color="C1", ms=4, label="data tokens: median")
+    ax1.axhline(np.median(d[noise]), color="C0", ls="--", lw=1, label="noise tokens: median")
+    ax1.set(xlabel="j (the j-th data token of its sequence)", ylabel="Δ", yscale="log",
+            title="Δ shrinks with each data token stored")  # fmt: skip
+    ax1.set_xticks([1, *range(4, k + 1, 4)])
+    ax1.legend(fontsize=8, loc="upper right")
+    return fig
+
+
 def delta_widget(model, L: int = 256, k: int = 16) -> widgets.VBox:
     """Sliders for the sequence (seed) and the layer over :func:`plot_delta`."""
     seed = widgets.IntSlider(value=0, min=0, max=20, description="sequence")
     layer = widgets.IntSlider(value=len(model.backbone.layers) - 1, min=0, max=len(model.backbone.layers) - 1,
                               description="layer")  # fmt: skip
 
-    def show(seed: int, layer: int) -> None:
-        fig = plot_delta(model, seed, layer, L, k)
-        plt.show()
-        plt.close(fig)
-
-    out = widgets.interactive_output(show, {"seed": seed, "layer": layer})
-    return widgets.VBox([widgets.HBox([seed, layer]), out])
+    out = widgets.interactive_output(
+        lambda seed, layer: show(plot_delta(model, seed, layer, L, k)), {"seed": seed, "layer": layer}
+    )
+    return with_static(
+        widgets.VBox([widgets.HBox([seed, layer]), out]),
+        lambda: plot_delta(model, seed.value, layer.value, L, k),
+    )
 
 
 # ---------------------------------------------------------------------------------- figures for `make figures`
@@ -397,4 +447,4 @@ def plot_gpu_copying() -> Figure:
 
 @figure("08_delta")
 def plot_gpu_delta() -> Figure:
-    return plot_delta(load_model("copy256_s6"), seed=0, layer=1)
+    return plot_delta_stats(load_model("copy256_s6"), layer=1)

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from minimamba.viz import figure, show
+from minimamba import committed
+from minimamba.viz import figure, show, with_static
 
 __all__ = [
     "H200",
@@ -36,12 +37,11 @@ __all__ = [
     "source_paragraph",
 ]
 
-#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy that
-#: ``python -m minimamba.kernels.selective_scan.bench`` measured on it (``copy_bytes_per_s`` in
-#: kernels/selective_scan/results.json, 4.22e12; the datasheet says 4.8 TB/s). fp32 FLOP/s: NVIDIA's H200
-#: datasheet, without tensor cores. exp/s: 132 SMs × 16 exp2 results per clock per SM (compute capability
-#: 9.0, the CUDA C++ Programming Guide's table of arithmetic-instruction throughput) × 1.98 GHz boost clock.
-H200 = {"bytes_per_s": 4.22e12, "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
+#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy that kernels/selective_scan/bench.py measured
+#: on it, in the run of its committed results.json (the datasheet says 4.8 TB/s). fp32 FLOP/s: datasheet,
+#: without tensor cores. exp/s: 132 SMs × 16 results per clock (exp2f on compute capability 9.0, the CUDA C++
+#: Programming Guide's table of arithmetic instruction throughput) × 1.98 GHz (the H200's boost clock).
+H200 = {"bytes_per_s": committed.copy_bandwidth(), "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
 
 #: FLOPs per (batch, channel, step, state) element of the selective scan besides the exponential:
 #: Δ·A (1), Δu·B (1), h = Ā h + B̄u (2), y += C h (2), rounded up to 7 for the Δ·u and the bookkeeping.
@@ -149,11 +149,12 @@ figure("06_blocks")(plot_block_layout)
 
 def block_layout_widget() -> widgets.interactive:
     """Sliders for n and BLOCK over :func:`plot_block_layout`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda n, BLOCK: show(plot_block_layout(n, BLOCK)),
         n=widgets.IntSlider(value=10, min=1, max=40, description="n"),
         BLOCK=widgets.Dropdown(options=[1, 2, 4, 8, 16], value=4, description="BLOCK"),
     )
+    return with_static(w, lambda: plot_block_layout(**w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -211,11 +212,12 @@ figure("06_chunk_carry")(plot_chunk_carry)
 
 def chunk_carry_widget() -> widgets.interactive:
     """Sliders for BLOCK_L and the decay over :func:`plot_chunk_carry`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda BLOCK_L, decay: show(plot_chunk_carry(48, BLOCK_L, decay)),
         BLOCK_L=widgets.Dropdown(options=[4, 8, 16, 32, 64], value=16, description="BLOCK_L"),
         decay=widgets.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.05, description="a_t"),
     )
+    return with_static(w, lambda: plot_chunk_carry(48, **w.kwargs))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -288,11 +290,14 @@ figure("06_io_bytes")(plot_io_bytes)
 
 def io_bytes_widget() -> widgets.interactive:
     """Sliders for log2(L), N and the input width over :func:`plot_io_bytes`."""
-    return widgets.interactive(
+    w = widgets.interactive(
         lambda log2_L, N, dtype_bytes: show(plot_io_bytes(1, 1024, 2**log2_L, N, dtype_bytes)),
         log2_L=widgets.IntSlider(value=15, min=9, max=19, description="log2 L"),
         N=widgets.Dropdown(options=[1, 4, 8, 16, 32, 64], value=16, description="N"),
         dtype_bytes=widgets.Dropdown(options=[("bf16", 2), ("fp32", 4)], value=2, description="inputs"),
+    )
+    return with_static(
+        w, lambda: plot_io_bytes(1, 1024, 2 ** w.kwargs["log2_L"], w.kwargs["N"], w.kwargs["dtype_bytes"])
     )
 
 
@@ -452,7 +457,7 @@ def benchmark_rows(res: dict) -> list[dict]:
 
     Each row: ``mode``, ``dtype``, ``shape`` and the times in ms of our kernel (``ours_ms``), the fastest
     PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel (the
-    reference figures pinned in bench.py as ``MAMBA_SSM_MS``, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
+    figures bench.py cites, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
     (``floor_ms``).
     """
     from minimamba.kernels.selective_scan import bench  # noqa: PLC0415  (imports the kernels)
