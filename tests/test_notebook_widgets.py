@@ -16,7 +16,7 @@ PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
 
 #: Notebooks whose committed outputs predate `minimamba.viz.with_static` (their widget builders already
 #: carry the PNG; re-executing the notebook commits it). Strict xfail: empty this set once they are re-run.
-NOT_YET_REEXECUTED = {"10_mamba_vs_transformer.ipynb"}
+NOT_YET_REEXECUTED: set[str] = set()
 
 
 def widget_cells(nb: dict) -> list[tuple[int, dict]]:
