@@ -109,3 +109,18 @@ def test_bad_arguments_are_named(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--smoke", "--rounds", "0"])
     assert "--rounds must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, on", [("0", False), ("1", True)])
+def test_fast_launch_switch_follows_the_environment(value, on):
+    """MINIMAMBA_FAST_LAUNCH=0 turns the host-time layer off for the process (1, the default, on)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from minimamba.kernels.selective_scan import fast_launch; print(fast_launch.fast_launch_enabled())"
+    )
+    env = {**os.environ, "MINIMAMBA_FAST_LAUNCH": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(on)

@@ -59,7 +59,6 @@ def set_fast_launch(on: bool) -> bool:
     if not isinstance(on, bool):
         raise TypeError(f"on must be a bool, got {type(on).__name__}")
     before, _STATE[0] = _STATE[0], on
-    _CACHE.clear()
     return before
 
 

@@ -337,7 +337,7 @@ def plan(
     return found
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PackedForward:
     """What :func:`selective_scan_fwd_packed` returns: y, and the fp32 outputs as pieces of one allocation
     (``work``): :class:`~.fast_launch.Slot` s with the fast launch switched on, tensor views otherwise
@@ -347,9 +347,8 @@ class PackedForward:
     work: torch.Tensor  # the one fp32 allocation
     h_last: Slot | torch.Tensor  # (batch, d_inner, N)
     h_chunks: Slot | torch.Tensor | None  # (batch, cdiv(L, chunk), N, d_inner), with save_chunks
-    bc_t: (
-        Slot | torch.Tensor | None
-    )  # (2, batch, groups, L, N): B then C as the backward reads them (bc_last)
+    # (2, batch, groups, L, N): B then C as the backward reads them (with bc_last)
+    bc_t: Slot | torch.Tensor | None
 
 
 def selective_scan_fwd(
