@@ -155,3 +155,28 @@ def test_torch_compile_fullgraph_forward_and_backward():
     assert rel_error(eager_out, out) <= 1e-5
     for ge, gc in zip(eager_grads, grads):
         assert rel_error(ge, gc) <= 1e-4
+
+
+def test_bench_launch_overhead_times_both_ways():
+    """bench.py --launch-overhead's measurement, small: eager fwd+bwd with the fast launch on and off, in
+    fp32 and bf16; the switch is left as it was."""
+    from minimamba.kernels.selective_scan import bench, fast_launch
+
+    before = fast_launch.fast_launch_enabled()
+    out = bench.launch_overhead(rounds=1, warmup_s=0.0, shape=(2, 64, 512, 16))
+    assert set(out["times"]) == {"fp32", "bf16"}
+    for t in out["times"].values():
+        assert t["on"]["ms"] > 0 and t["off"]["ms"] > 0
+    assert fast_launch.fast_launch_enabled() == before
+
+
+def test_mamba_ssm_checkpoint_through_from_pretrained():
+    """bench.py --checkpoint: a checkpoint written by mamba_ssm's save_pretrained, read by
+    MambaLM.from_pretrained, gives mamba_ssm's logits (fp32) and greedy tokens (needs mamba_ssm built by
+    scripts/build_peers.py on PYTHONPATH)."""
+    pytest.importorskip("mamba_ssm")
+    from minimamba.kernels.selective_scan import bench
+
+    out = bench.check_checkpoint(new_tokens=16)
+    assert out["max_abs_logit_diff"] <= 1e-3 * max(1.0, out["max_logit"]), out
+    assert out["same_greedy_tokens"], out
