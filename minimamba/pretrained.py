@@ -27,7 +27,14 @@ import torch
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
 
-__all__ = ["config_from_dict", "hub_available", "load_pretrained", "load_state_dict", "resolve"]
+__all__ = [
+    "config_from_dict",
+    "hub_available",
+    "load_pretrained",
+    "load_state_dict",
+    "mamba_ssm_twin",
+    "resolve",
+]
 
 PAPER_CHECKPOINTS = [f"state-spaces/mamba-{s}" for s in ("130m", "370m", "790m", "1.4b", "2.8b")]
 
@@ -243,3 +250,38 @@ def load_pretrained(name_or_dir: str | os.PathLike, dtype: torch.dtype | None = 
         for name, p in model.named_parameters():
             p.data = p.data.to(keep if name.endswith(("A_log", ".D")) else dtype)
     return model.eval()
+
+
+def mamba_ssm_twin(
+    d_model: int = 768,
+    n_layer: int = 24,
+    vocab_size: int = 50277,
+    device="cuda",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> tuple:
+    """A model of mamba_ssm (``MambaLMHeadModel``, Mamba-1 layers, fused add + norm, residual in fp32; the
+    130M shape by default) with random weights, and the same weights in a :class:`MambaLM`: written by
+    mamba_ssm's ``save_pretrained``, read back by ``MambaLM.from_pretrained``. Returns (theirs, ours), both
+    in eval mode. Needs mamba_ssm importable (``scripts/build_peers.py`` builds it for the local GPU)."""
+    import tempfile  # noqa: PLC0415
+
+    from mamba_ssm.models.config_mamba import MambaConfig as PeerConfig  # noqa: PLC0415
+    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    peer_cfg = PeerConfig(
+        d_model=d_model,
+        n_layer=n_layer,
+        vocab_size=vocab_size,
+        ssm_cfg={"layer": "Mamba1"},
+        rms_norm=True,
+        residual_in_fp32=True,
+        fused_add_norm=True,
+        pad_vocab_size_multiple=8,
+    )
+    theirs = MambaLMHeadModel(peer_cfg, device=device, dtype=dtype).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        theirs.save_pretrained(tmp)
+        ours = MambaLM.from_pretrained(tmp, dtype=dtype, device=device).eval()
+    return theirs, ours

@@ -36,7 +36,6 @@ import pathlib
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from functools import partial
@@ -47,6 +46,7 @@ import minimamba  # noqa: F401  (first: configures Triton)
 from minimamba.config import MambaConfig
 from minimamba.generate import generate
 from minimamba.model import MambaLM
+from minimamba.pretrained import mamba_ssm_twin
 from minimamba.transformer import TransformerPP, matched_pairs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -339,24 +339,8 @@ def scan(args) -> dict:
 def peer(args) -> dict:
     """Decoding against mamba_ssm, same weights."""
     import mamba_ssm  # noqa: PLC0415
-    from mamba_ssm.models.config_mamba import MambaConfig as PeerConfig  # noqa: PLC0415
-    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel  # noqa: PLC0415
 
-    torch.manual_seed(0)
-    peer_cfg = PeerConfig(
-        d_model=768,
-        n_layer=24,
-        vocab_size=50277,
-        ssm_cfg={"layer": "Mamba1"},
-        rms_norm=True,
-        residual_in_fp32=True,
-        fused_add_norm=True,
-        pad_vocab_size_multiple=8,
-    )
-    theirs = MambaLMHeadModel(peer_cfg, device="cuda", dtype=torch.float32).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        theirs.save_pretrained(tmp)
-        ours = MambaLM.from_pretrained(tmp, device="cuda").eval()
+    theirs, ours = mamba_ssm_twin(device="cuda")
     doc = {
         "mamba_ssm": mamba_ssm.__version__,
         "model": "24 layers, d_model 768, vocab 50277, fp32, random weights",

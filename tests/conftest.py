@@ -22,3 +22,32 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip_gpu)
+
+
+@pytest.fixture(params=["fast-launch", "plain-launch"])
+def launch_path(request):
+    """The Triton scan's host-time layer (kernels/selective_scan/fast_launch.py) on, then off (every launch
+    a plain ``kernel[grid](...)``): ``pytestmark = pytest.mark.usefixtures("launch_path")`` runs a test
+    module's tests both ways."""
+    from minimamba.kernels.selective_scan import fast_launch
+
+    before = fast_launch.set_fast_launch(request.param == "fast-launch")
+    yield request.param
+    fast_launch.set_fast_launch(before)
+
+
+@pytest.fixture
+def launches() -> list:
+    """(kernel, constexprs, cache key) of every launch of the Triton scan's kernels during the test, in
+    order, seen through fast_launch.set_phase_hook (the launches still happen)."""
+    from minimamba.kernels.selective_scan import fast_launch
+
+    launched = []
+
+    def hook(event, kernel, consts, key):
+        if event == "launch_pre":
+            launched.append((kernel, consts, key))
+
+    before = fast_launch.set_phase_hook(hook)
+    yield launched
+    fast_launch.set_phase_hook(before)

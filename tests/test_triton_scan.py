@@ -8,7 +8,8 @@ pass and the combination of its summaries), and d_inner = 3 leaves a half-empty 
 
 The forward has two kernels: the channel kernel (fwd.py) and the kernel parallel along time
 (fwd_time.py, tiles of 16 steps here: L = 17 and 33 carry the state across 2 and 3 tiles). Tests taking
-the ``forward_kernel`` fixture run with each. tests/test_triton_scan_gpu.py repeats this at real sizes.
+the ``forward_kernel`` fixture run with each. Every test runs twice, with the host-time layer
+(fast_launch.py) switched on and off. tests/test_triton_scan_gpu.py repeats this at real sizes.
 """
 
 from __future__ import annotations
@@ -17,39 +18,39 @@ import pytest
 import torch
 import torch.nn.functional as F
 from minimamba.kernels.selective_scan import bwd as kbwd
+from minimamba.kernels.selective_scan import fast_launch, selective_scan_fn
 from minimamba.kernels.selective_scan import fwd as kfwd
-from minimamba.kernels.selective_scan import selective_scan_fn
+from minimamba.kernels.selective_scan.fwd_time import selective_scan_fwd_time_kernel
+from minimamba.kernels.selective_scan.layout import bc_layouts_kernel
 
 from minimamba.scan import selective_scan_ref
 from minimamba.testing import check_close, rel_error
+
+pytestmark = pytest.mark.usefixtures(
+    "launch_path"
+)  # every test with the fast launch on and off (conftest.py)
 
 FWD_TOL = 1e-5  # fp32 against float64, relative (norm) error
 GRAD_TOL = 1e-4
 
 
-def record_forward_launches(monkeypatch) -> list:
-    """The kernels fwd.py launches from now on, in order (the launches still happen)."""
-    launched = []
-    launch = kfwd.launch_kernel_direct
+FORWARD_KERNELS = (kfwd.selective_scan_fwd_kernel, selective_scan_fwd_time_kernel)
 
-    def spy(fn, *args, **kwargs):
-        launched.append(fn)
-        return launch(fn, *args, **kwargs)
 
-    monkeypatch.setattr(kfwd, "launch_kernel_direct", spy)
-    return launched
+def forwards(launched: list) -> list:
+    """The forward kernels among ``launched``, in order."""
+    return [k for k, _, _ in launched if k in FORWARD_KERNELS]
 
 
 @pytest.fixture(params=["channel", "time"])
-def forward_kernel(request, monkeypatch):
+def forward_kernel(request, monkeypatch, launches):
     """Run the test with the channel kernel, then with the kernel parallel along time (and check that the
     forwards launched were that kernel)."""
     time = request.param == "time"
     monkeypatch.setitem(kfwd.OVERRIDES, "time", time)
-    launched = record_forward_launches(monkeypatch)
     yield request.param
-    want = kfwd.selective_scan_fwd_time_kernel if time else kfwd.selective_scan_fwd_kernel
-    assert launched and all(fn is want for fn in launched)
+    want = selective_scan_fwd_time_kernel if time else kfwd.selective_scan_fwd_kernel
+    assert forwards(launches) and all(fn is want for fn in forwards(launches))
 
 
 def scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
@@ -226,16 +227,15 @@ def test_time_kernel_matches_channel_kernel(dtype):
     assert rel_error(h1, h2) <= 1e-6 and rel_error(c1, c2) <= 1e-6
 
 
-def test_time_kernel_runs_where_the_channel_kernel_needs_segments(monkeypatch):
+def test_time_kernel_runs_where_the_channel_kernel_needs_segments(launches):
     """``time=None`` (the GPU default): the time kernel exactly when the channel kernel's plan has more than
     one segment (here: segments of 8 steps against L = 8 and L = 9)."""
-    launched = record_forward_launches(monkeypatch)
-    for L, want in ((8, kfwd.selective_scan_fwd_kernel), (9, kfwd.selective_scan_fwd_time_kernel)):
+    for L, want in ((8, kfwd.selective_scan_fwd_kernel), (9, selective_scan_fwd_time_kernel)):
         x = make_inputs(1, 2, L, 2, groups=1)
-        launched.clear()
+        launches.clear()
         y, _, _ = kfwd.selective_scan_fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], None, None, None, None,
                                           False, False, time=None, seg_len=8)  # fmt: skip
-        assert launched == [want], L
+        assert forwards(launches) == [want], L
         assert rel_error(scan_loop(x["u"], x["delta"], x["A"], x["B"], x["C"])[0], y) <= FWD_TOL
 
 
@@ -260,23 +260,19 @@ def test_many_segments_give_the_one_segment_answer(monkeypatch):
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_segment_pass_clears_the_accumulators(monkeypatch, groups):
+def test_segment_pass_clears_the_accumulators(groups):
     """With segments, the backward allocates dA, dB, dC, dD, ddelta_bias uninitialised and its segment
-    pass writes the zeros the main pass adds into. Here that memory starts as NaN: 2 sequences, 8 channels
-    in blocks of 2 (in each group, the first block clears the group's rows of dB, dC), 37 steps in 5
-    segments."""
-
-    def nan_empty(shape, device, dtype):
-        return torch.full(shape, float("nan"), device=device, dtype=dtype)
-
-    monkeypatch.setattr(kbwd, "_empty", nan_empty)
+    pass writes the zeros the main pass adds into. Here that memory starts as NaN (``poison_accumulators``):
+    2 sequences, 8 channels in blocks of 2 (in each group, the first block clears the group's rows of dB,
+    dC), 37 steps in 5 segments."""
     x = make_inputs(2, 8, 37, 3, groups=groups)
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
     dy = torch.randn(2, 8, 37)
     y, _, h_chunks = kfwd.selective_scan_fwd(*(x[k] for k in names), None, True, True, block_d=2, seg_len=8)
     Bt, Ct = (x[k].transpose(-1, -2).contiguous() for k in ("B", "C"))
     got = kbwd.selective_scan_bwd(x["u"], x["delta"], x["A"], Bt, Ct, x["D"], x["z"], x["delta_bias"],
-                                  h_chunks, dy, None, True, False, block_d=2, seg_len=8)  # fmt: skip
+                                  h_chunks, dy, None, True, False, block_d=2, seg_len=8,
+                                  poison_accumulators=True)  # fmt: skip
     du, ddelta, dA, dB, dC, dD, dz, ddb, _ = got
     ref = {k: x[k].double().requires_grad_() for k in names}
     y_ref, _ = scan_loop(*(ref[k] for k in names), delta_softplus=True)
@@ -337,30 +333,28 @@ def test_bc_layouts(rows, last, dtype):
         assert Bt is None and Ct is None
 
 
-def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
+def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(launches):
     """Short L: the channel kernel reads fp16 B and C as they are, and for autograd writes the backward's
     fp32 (L, N) copies itself (no launch of layout.py); longer L, or ``native_bc_autograd`` off, reads fp32
     copies from layout.py, which then also makes the backward's. The same y and copies every way."""
     x = make_inputs(1, 4, 20, 3, groups=1, dtype=torch.float16)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, False)
-    copies = []  # per launch of layout.py: (fp32 (N, L) rows made, (L, N) rows made)
-    real = kfwd.launch_layouts
 
-    def spy(B, C, p_rows, p_last):
-        copies.append((p_rows is not None, p_last is not None))
-        return real(B, C, p_rows, p_last)
+    def copies():  # per launch of layout.py: (fp32 (N, L) rows made, (L, N) rows made)
+        return [(c["ROWS"], c["LAST"]) for k, c, _ in launches if k is bc_layouts_kernel]
 
-    monkeypatch.setattr(kfwd, "launch_layouts", spy)
+    def packed(**kw):
+        out = kfwd.selective_scan_fwd_packed(*args[:-1], True, native_bc_max_len=20, bc_last=True, **kw)
+        return (out.y, *fast_launch.as_tensor(out.bc_t).unbind(0))
+
     y_native, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=20)
-    assert copies == []
+    assert copies() == []
     y_copied, _, _ = kfwd.selective_scan_fwd(*args, native_bc_max_len=19)
-    assert copies == [(True, False)]
-    y_w, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args[:-1], True, native_bc_max_len=20, bc_last=True)
-    assert copies == [(True, False)]  # written by the channel kernel
-    y_c, _, _, Bt_c, Ct_c = kfwd.selective_scan_fwd(
-        *args[:-1], True, native_bc_max_len=20, native_bc_autograd=False, bc_last=True
-    )
-    assert copies == [(True, False), (True, True)]
+    assert copies() == [(True, False)]
+    y_w, Bt, Ct = packed()
+    assert copies() == [(True, False)]  # written by the channel kernel
+    y_c, Bt_c, Ct_c = packed(native_bc_autograd=False)
+    assert copies() == [(True, False), (True, True)]
     assert torch.equal(y_native, y_copied) and torch.equal(y_native, y_w) and torch.equal(y_native, y_c)
     for got in (Bt, Bt_c):
         assert torch.equal(got, x["B"].float().transpose(-1, -2))
@@ -369,40 +363,48 @@ def test_channel_kernel_reads_16_bit_b_and_c_as_given_or_copied(monkeypatch):
 
 
 def test_forward_writes_b_and_c_for_the_backward(forward_kernel):
-    """``bc_last``: the forward also returns B and C as the backward reads them, (batch, groups, L, N)
-    fp32: written by the channel kernel (the first block of channels of each group, in each segment),
+    """``bc_last``: the packed forward also returns B and C as the backward reads them, (batch, groups, L,
+    N) fp32: written by the channel kernel (the first block of channels of each group, in each segment),
     or by layout.py's launch for the time kernel. 2 sequences, 2 groups, 5 segments."""
     x = make_inputs(2, 8, 37, 3, groups=2)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], None, True, True)
-    y, _, _, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)
+    out = kfwd.selective_scan_fwd_packed(*args, block_d=2, seg_len=8, bc_last=True)
+    y, (Bt, Ct) = out.y, fast_launch.as_tensor(out.bc_t).unbind(0)
     assert torch.equal(Bt, x["B"].transpose(-1, -2)) and torch.equal(Ct, x["C"].transpose(-1, -2))
     assert rel_error(scan_loop(*args[:8], delta_softplus=True)[0], y) <= FWD_TOL
 
 
-def test_packed_forward_keeps_its_outputs_in_one_allocation(forward_kernel):
-    """``packed``: h_last, the saved states and the backward's B, C come back as addresses in one fp32
-    allocation (no tensor view made), holding what the unpacked call returns as tensors. B, C
-    (batch, N, L) go in without a groups axis; 5 segments (the time kernel: a carry in the allocation)."""
-    from minimamba.kernels.selective_scan.launch import Slot
+def test_packed_forward_keeps_its_outputs_in_one_allocation(forward_kernel, launch_path):
+    """The packed forward: h_last, the saved states and the backward's B, C come back as pieces of one fp32
+    allocation (addresses, no tensor view made, with the fast launch on; views with it off), holding what
+    the unpacked call returns as tensors. B, C (batch, N, L) go in without a groups axis; 5 segments (the
+    time kernel: a carry in the allocation)."""
+    from minimamba.kernels.selective_scan.fast_launch import Slot, as_tensor
 
     x = make_inputs(2, 4, 37, 3)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], x["h0"], True, True)
-    y, h_last, h_chunks, Bt, Ct = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8, bc_last=True)
-    y_p, work, (s_last, s_chunks, s_bc) = kfwd.selective_scan_fwd(
-        *args, block_d=2, seg_len=8, bc_last=True, packed=True
+    y, h_last, h_chunks = kfwd.selective_scan_fwd(*args, block_d=2, seg_len=8)
+    p = kfwd.selective_scan_fwd_packed(*args, block_d=2, seg_len=8, bc_last=True)
+    pieces = (p.h_last, p.h_chunks, p.bc_t)
+    if launch_path == "fast-launch":
+        assert all(isinstance(s, Slot) and s.base is p.work for s in pieces)
+        assert as_tensor(p.h_chunks).data_ptr() == int(p.h_chunks)
+        Ct_slot = p.bc_t.at(2 * 37 * 3, (2, 1, 37, 3))
+        assert Ct_slot.data_ptr() == int(p.bc_t) + 4 * 2 * 37 * 3
+    else:
+        assert all(isinstance(s, torch.Tensor) and s.untyped_storage().data_ptr() == p.work.data_ptr()
+                   for s in pieces)  # fmt: skip
+    assert p.work.dtype == torch.float32 and p.work.dim() == 1
+    assert torch.equal(y, p.y) and torch.equal(h_last, as_tensor(p.h_last))
+    assert torch.equal(h_chunks, as_tensor(p.h_chunks))
+    bc = as_tensor(p.bc_t)
+    assert bc.shape == (2, 2, 1, 37, 3)
+    assert torch.equal(bc[0, :, 0], x["B"].transpose(-1, -2)) and torch.equal(
+        bc[1, :, 0], x["C"].transpose(-1, -2)
     )
-    assert all(isinstance(s, Slot) and s.base is work for s in (s_last, s_chunks, s_bc))
-    assert work.dtype == torch.float32 and work.dim() == 1
-    assert (
-        torch.equal(y, y_p) and torch.equal(h_last, s_last.view()) and torch.equal(h_chunks, s_chunks.view())
-    )
-    assert torch.equal(torch.stack([Bt, Ct]), s_bc.view()) and s_bc.shape == (2, 2, 1, 37, 3)
-    assert s_chunks.view().data_ptr() == int(s_chunks)
-    assert all((int(s) - work.data_ptr()) % 128 == 0 for s in (s_last, s_chunks, s_bc))  # 128-byte pieces
-    Ct_slot = s_bc.at(2 * 37 * 3, (2, 1, 37, 3))
-    assert torch.equal(Ct_slot.view(), Ct) and Ct_slot.data_ptr() == int(s_bc) + 4 * 2 * 37 * 3
+    assert all((as_tensor(s).data_ptr() - p.work.data_ptr()) % 128 == 0 for s in pieces)  # 128-byte pieces
     y_ref, h_ref = scan_loop(*args[:8], delta_softplus=True, h0=x["h0"])
-    assert rel_error(y_ref, y_p) <= FWD_TOL and rel_error(h_ref, s_last.view()) <= FWD_TOL
+    assert rel_error(y_ref, p.y) <= FWD_TOL and rel_error(h_ref, as_tensor(p.h_last)) <= FWD_TOL
 
 
 def test_returned_last_state_is_the_callers(forward_kernel):
@@ -523,38 +525,23 @@ def test_bad_input_is_rejected_with_the_argument_named():
 
 
 def test_direct_launch_key_follows_triton_specialisation():
-    """The cache of kernels/selective_scan/launch.py must tell apart whatever Triton compiles apart."""
-    from minimamba.kernels.selective_scan.launch import _key
-
+    """The cache of fast_launch.py must tell apart whatever Triton compiles apart."""
+    key = fast_launch.specialisation_key
     x = torch.zeros(64)
-    base = _key("f", [x, 32], {"A": 1}, 1)
-    assert base == _key("f", [torch.zeros(64), 48], {"A": 1}, 1)  # same dtype, alignment, divisibility
-    assert base != _key("f", [x.double(), 32], {"A": 1}, 1)  # dtype
-    assert base != _key("f", [x[1:], 32], {"A": 1}, 1)  # a pointer not 16-byte aligned
-    assert base != _key("f", [x, 33], {"A": 1}, 1)  # not divisible by 16
-    assert base != _key("f", [x, 1], {"A": 1}, 1)  # equal to 1
-    assert base != _key("f", [x, 32], {"A": 2}, 1)  # constexpr
-    assert base != _key("f", [x, 32], {"A": 1}, 2)  # num_warps
+    base = key("f", [x, 32], {"A": 1}, 1)
+    assert base == key("f", [torch.zeros(64), 48], {"A": 1}, 1)  # same dtype, alignment, divisibility
+    assert base != key("f", [x.double(), 32], {"A": 1}, 1)  # dtype
+    assert base != key("f", [x[1:], 32], {"A": 1}, 1)  # a pointer not 16-byte aligned
+    assert base != key("f", [x, 33], {"A": 1}, 1)  # not divisible by 16
+    assert base != key("f", [x, 1], {"A": 1}, 1)  # equal to 1
+    assert base != key("f", [x, 32], {"A": 2}, 1)  # constexpr
+    assert base != key("f", [x, 32], {"A": 1}, 2)  # num_warps
 
 
-def test_direct_launch_keys_name_one_variant_each(monkeypatch):
-    """On a GPU, launch.py keeps compiled kernels under the key each caller gives: one key must never
+def test_direct_launch_keys_name_one_variant_each(monkeypatch, launches):
+    """On a GPU, fast_launch.py keeps compiled kernels under the key each caller gives: one key must never
     stand for two sets of constexprs (the segment pass, the main pass, the main pass that writes B and C
     for the backward...). Every launch of a forward + backward with segments, and of a forward alone."""
-    seen: dict = {}
-
-    def spy_on(module):
-        real = module.launch_kernel_direct
-
-        def spy(fn, grid, args, consts, num_warps, key=None, **options):
-            variant = (fn, tuple(sorted(consts.items())), num_warps, tuple(options.items()))
-            assert seen.setdefault((fn, key), variant) == variant, key
-            return real(fn, grid, args, consts, num_warps, key, **options)
-
-        monkeypatch.setattr(module, "launch_kernel_direct", spy)
-
-    spy_on(kfwd)
-    spy_on(kbwd)
     x = make_inputs(1, 4, 37, 3, groups=1)
     leaves = [x[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")]
     for seg_len, native_max in ((8, 16), (64, 16), (8, 64), (64, 64)):  # native: the kernel writes B, C
@@ -565,9 +552,20 @@ def test_direct_launch_keys_name_one_variant_each(monkeypatch):
         torch.autograd.grad(y.sum(), leaves)
         with torch.no_grad():
             selective_scan_fn(*leaves, x["D"], x["z"], x["delta_bias"], True)
-    consts = [dict(v[1]) for k, v in seen.items() if k[0] is kfwd.selective_scan_fwd_kernel]
+    seen: dict = {}
+    for fn, consts, key in launches:
+        if fn is bc_layouts_kernel:  # its key holds its switches
+            continue
+        variant = tuple(sorted(consts.items()))
+        assert seen.setdefault((fn, key), variant) == variant, key
+    consts = [dict(v) for (fn, _), v in seen.items() if fn is kfwd.selective_scan_fwd_kernel]
     assert any(c["WRITE_BC"] for c in consts) and any(c["STATE_ONLY"] for c in consts)
     assert any(not (c["WRITE_BC"] or c["STATE_ONLY"]) for c in consts)
+    assert any(
+        c["STATE_ONLY"]
+        for (fn, _), c in ((k, dict(v)) for k, v in seen.items())
+        if fn is kbwd.selective_scan_bwd_kernel
+    )
 
 
 def test_b_and_c_with_different_group_counts(forward_kernel):
@@ -591,13 +589,27 @@ def test_b_and_c_with_different_group_counts(forward_kernel):
 
 def test_profile_stamps_put_the_host_phases_in_order():
     """profile.py --stamps on the CPU (interpreter, tiny shape): every phase of an eager forward + backward
-    is stamped, in the order the code runs, and the launch spies are removed afterwards."""
-    from minimamba.kernels.selective_scan import layout, profile
+    is stamped, in the order the code runs, and the phase hook is removed afterwards."""
+    from minimamba.kernels.selective_scan import profile
 
-    real = (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct)
     med = profile.stamps((1, 4, 16, 4), "fp32", n=2, device="cpu")
     order = ["start", "fwd_in", "fL_pre", "fL_post", "fwd_out", "apply_ret", "bwd_in", "bL_pre", "bL_post",
              "bwd_out", "grad_ret"]  # fmt: skip
     assert [k for k in med if k in order] == order
     assert "lL_pre" not in med  # fp32 B, C: the forward kernel writes the backward's copies, no layout.py
-    assert (kfwd.launch_kernel_direct, kbwd.launch_kernel_direct, layout.launch_kernel_direct) == real
+    assert fast_launch.set_phase_hook(None) is None
+
+
+def test_switches_reject_bad_arguments():
+    with pytest.raises(TypeError, match="on must be a bool"):
+        fast_launch.set_fast_launch(1)
+    with pytest.raises(TypeError, match="hook must be callable"):
+        fast_launch.set_phase_hook("stamp")
+    x = make_inputs(1, 2, 5, 2)
+    with pytest.raises(ValueError, match="B must be"):
+        kfwd.selective_scan_fwd(x["u"], x["delta"], x["A"], x["B"][..., :4], x["C"], None, None, None, None,
+                                False, False)  # fmt: skip
+    with pytest.raises(ValueError, match="chunk must be 8"):
+        Bt = x["B"].transpose(-1, -2)[:, None].contiguous()
+        kbwd.selective_scan_bwd(x["u"], x["delta"], x["A"], Bt, Bt, None, None, None, torch.zeros(1, 1, 2, 2),
+                                x["u"], None, False, False, 4)  # fmt: skip

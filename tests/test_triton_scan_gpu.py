@@ -2,7 +2,8 @@
 
 Same float64 loop as tests/test_triton_scan.py, run on the GPU in float64 on the same (rounded) inputs.
 Tolerances (relative norm error against float64): fp32 y 1e-5 and gradients 1e-4; fp16 2e-3; bf16 5e-3.
-Run on the H200: ``pytest -m gpu tests/test_triton_scan_gpu.py``.
+Every test runs with the host-time layer (fast_launch.py) on and off (the ``launch_path`` fixture of
+tests/conftest.py). Run on a GPU: ``pytest -m gpu tests/test_triton_scan_gpu.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 from minimamba.kernels.selective_scan import selective_scan_fn
-from test_triton_scan import make_inputs, record_forward_launches, scan_loop
+from test_triton_scan import forwards, make_inputs, scan_loop
 
 from minimamba.testing import rel_error
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("launch_path")]
 
 TOL = {torch.float32: (1e-5, 1e-4), torch.float16: (2e-3, 2e-3), torch.bfloat16: (5e-3, 5e-3)}
 
@@ -62,21 +63,21 @@ def test_real_sizes(shape, dtype, time, monkeypatch):
     _compare(shape, dtype)
 
 
-def test_forward_kernel_picked_by_shape(monkeypatch):
+def test_forward_kernel_picked_by_shape(launches):
     """On its own the forward runs the channel kernel when batch · d_inner fills the GPU, and the kernel
     parallel along time when the channel kernel would need segments."""
     from minimamba.kernels.selective_scan import fwd as kfwd
+    from minimamba.kernels.selective_scan.fwd_time import selective_scan_fwd_time_kernel
 
-    launched = record_forward_launches(monkeypatch)
     for shape, want in (((8, 1536, 512, 16), kfwd.selective_scan_fwd_kernel),
-                        ((1, 1536, 2048, 16), kfwd.selective_scan_fwd_time_kernel)):  # fmt: skip
+                        ((1, 1536, 2048, 16), selective_scan_fwd_time_kernel)):  # fmt: skip
         x = make_inputs(*shape)
-        launched.clear()
+        launches.clear()
         with torch.no_grad():
             selective_scan_fn(
                 *(x[k].cuda() for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")), True
             )
-        assert launched == [want], shape
+        assert forwards(launches) == [want], shape
 
 
 def test_groups_initial_state_and_odd_sizes():
@@ -154,3 +155,28 @@ def test_torch_compile_fullgraph_forward_and_backward():
     assert rel_error(eager_out, out) <= 1e-5
     for ge, gc in zip(eager_grads, grads):
         assert rel_error(ge, gc) <= 1e-4
+
+
+def test_bench_launch_overhead_times_both_ways():
+    """bench.py --launch-overhead's measurement, small: eager fwd+bwd with the fast launch on and off, in
+    fp32 and bf16; the switch is left as it was."""
+    from minimamba.kernels.selective_scan import bench, fast_launch
+
+    before = fast_launch.fast_launch_enabled()
+    out = bench.launch_overhead(rounds=1, warmup_s=0.0, shape=(2, 64, 512, 16))
+    assert set(out["times"]) == {"fp32", "bf16"}
+    for t in out["times"].values():
+        assert t["on"]["ms"] > 0 and t["off"]["ms"] > 0
+    assert fast_launch.fast_launch_enabled() == before
+
+
+def test_mamba_ssm_checkpoint_through_from_pretrained():
+    """bench.py --checkpoint: a checkpoint written by mamba_ssm's save_pretrained, read by
+    MambaLM.from_pretrained, gives mamba_ssm's logits (fp32) and greedy tokens (needs mamba_ssm built by
+    scripts/build_peers.py on PYTHONPATH)."""
+    pytest.importorskip("mamba_ssm")
+    from minimamba.kernels.selective_scan import bench
+
+    out = bench.check_checkpoint(new_tokens=16)
+    assert out["max_abs_logit_diff"] <= 1e-3 * max(1.0, out["max_logit"]), out
+    assert out["same_greedy_tokens"], out

@@ -35,26 +35,21 @@ combined from the segments after it: μ_in[s] = exp(A · ΣΔ[s+1]) ⊙ μ_in[s+
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
-from .fwd import CHUNK, LOG2E, _pow2, cdiv, join4, launch_sizes, plan_key, softplus, split4
-from .launch import launch as launch_kernel_direct
+from .common import CHUNK, LN2, LOG2E, cdiv, delta_tile, join4, launch_sizes, plan_key, pow2, split4
+from .fast_launch import launch
 
-__all__ = ["selective_scan_bwd"]
-
-LN2 = tl.constexpr(0.6931471805599453)
+__all__ = ["BackwardPlan", "default_config", "plan", "selective_scan_bwd", "selective_scan_bwd_kernel"]
 
 #: Launch sizes that replace the defaults on a GPU (bench.py sets them while it tries configurations).
 OVERRIDES: dict = {}
-#: The last compiled kernel launched (bench.py reads its registers and spills).
+#: The last compiled kernel launched (bench.py and profile.py read its registers and spills).
 LAST: list = []
-
-
-def _empty(shape: tuple, device, dtype) -> torch.Tensor:
-    """The accumulators' allocation when the segment pass clears them (tests replace it with a NaN fill)."""
-    return torch.empty(shape, device=device, dtype=dtype)
 
 
 # shfl.sync.bfly: every thread of the warp swaps a register with the thread whose lane differs in one bit
@@ -215,11 +210,7 @@ def _advance(b_h, p_u, p_delta, p_B, o_row_d, m_d, o_row_n, m_n, N, t0, t_end, b
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_B = tl.load(p_B + o_row_n[:, None] + o_l[None, :] * N, mask=m_n[:, None] & m_l[None, :], other=0.0)
-    if HAS_DELTA_BIAS:
-        b_dt += b_bias[:, None]
-    if DELTA_SOFTPLUS:
-        b_dt = softplus(b_dt)
-    b_dt = tl.where(m_dl, b_dt, 0.0)
+    _, b_dt = delta_tile(b_dt, b_bias, m_dl, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
     d0, d1, d2, d3 = split4(b_dt)
     x0, x1, x2, x3 = split4(b_dt * b_u)
     B0, B1, B2, B3 = split4(b_B)
@@ -264,13 +255,7 @@ def _load_tile(
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_raw = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dy = tl.load(p_dy + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-    if HAS_DELTA_BIAS:
-        b_raw += b_bias[:, None]
-    if DELTA_SOFTPLUS:
-        b_dt = softplus(b_raw)
-    else:
-        b_dt = b_raw
-    b_dt = tl.where(m_dl, b_dt, 0.0)
+    b_raw, b_dt = delta_tile(b_raw, b_bias, m_dl, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
     if HAS_Z:
         if EVEN:
             b_z = tl.load(p_z + o_dl).to(tl.float32)
@@ -521,50 +506,57 @@ def selective_scan_bwd_kernel(
 def default_config(
     batch: int, d_inner: int, L: int, N: int, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> dict:
-    """Launch sizes of the backward (the forward's signature; the dtype does not change them, per the
-    sweeps of RESULTS.md): one warp of 32 channels per program, loads not pipelined (each
-    iteration is long enough to hide them, and the pipeline's buffers cost registers), and segments
-    until there are 32 programs per SM of the H200 (4224; with 255 registers a thread, 8 warps fit on an
-    SM at once: 4 full waves). Kernels alone, ms (RESULTS.md, second sweep), targets 528 / 1056 / 2112 /
-    4224: (8, 1536, 2048, 16) fp32 1.55 / 2.02 / 2.32 / 1.40; (1, 1536, 65536, 16) fp32 10.1 / 8.10 /
-    7.89 / 5.60. Up to L = 512 the segment pass (which skips the first segment) is a larger share, and
-    two segments (528) do as well or better: (8, 1536, 512, 16) fp32 0.387 against 0.414 ms, bf16 0.396
-    against 0.395 (fifth session). ``seg_stages``: the segment pass's pipelining (2-4 gained nothing)."""
+    """Launch sizes of the backward (the forward's signature; the dtype does not change them): one warp of
+    32 channels per program, loads not pipelined (each iteration is long enough to hide them, and the
+    pipeline's buffers cost registers), and segments until there are 32 programs per SM of the H200 (4224;
+    with 255 registers a thread, 8 warps fit on an SM at once: 4 full waves); up to L = 512, where the
+    segment pass (which skips the first segment) is a larger share, 4 per SM. ``bench.py --sweep`` times
+    the alternatives. ``seg_stages``: the segment pass's pipelining; ``maxnreg``: a register cap."""
     if device.type != "cuda":
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, **OVERRIDES}
     return {"num_warps": 1, "stages": 1, "target": (4 if L <= 512 else 32) * 132, **OVERRIDES}
 
 
-_PLANS: dict = {}
+@dataclass(frozen=True)
+class BackwardPlan:
+    """How to launch the backward kernel at one shape."""
+
+    grid: tuple  # (channel blocks, batch, segments)
+    num_warps: int
+    seg_len: int
+    n_seg: int
+    seg_consts: dict  # the segment pass (STATE_ONLY, ZERO), launched first when n_seg > 1
+    consts: dict  # the main pass
+    options: dict  # compile options (maxnreg)
 
 
-def _plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch):
-    """(grid, num_warps, seg_len, n_seg, constexprs of the segment pass, of the main pass, compile options),
-    cached."""
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 4096:
-            _PLANS.clear()
-        cfg = {**default_config(batch, d_inner, L, N, device), **launch}
-        block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
-        has_d, has_z, has_db, softplus_, has_dh_last, need_dh0 = flags
-        consts = dict(
-            BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-            STATE_ONLY=False, ZERO=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
-            DELTA_SOFTPLUS=softplus_, HAS_DH_LAST=has_dh_last, NEED_DH0=need_dh0,
-            RS=bool(cfg.get("rs", True)) and rs_ok and block_d % 32 == 0 and 2 * _pow2(N) >= 32,
-            EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == _pow2(N),
-        )  # fmt: skip
-        grid = (cdiv(d_inner, block_d), batch, n_seg)
-        seg_consts = {
-            **consts,
-            "STATE_ONLY": True,
-            "ZERO": True,
-            "STAGES": cfg.get("seg_stages", cfg["stages"]),
-        }
-        options = {"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}
-        plan = _PLANS[key] = (grid, cfg["num_warps"], seg_len, n_seg, seg_consts, consts, options)
-    return plan
+#: Launch plans already worked out, by shapes, switches and launch sizes.
+PLANS: dict = {}
+
+
+def plan(key, device, batch, d_inner, L, N, groups, chunk, flags, rs_ok, launch_sizes_asked) -> BackwardPlan:
+    """The launch plan for ``key`` (see :func:`~.common.plan_key`), cached in :data:`PLANS`."""
+    found = PLANS.get(key)
+    if found is not None:
+        return found
+    if len(PLANS) > 4096:
+        PLANS.clear()
+    cfg = {**default_config(batch, d_inner, L, N, device), **launch_sizes_asked}
+    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
+    has_d, has_z, has_db, softplus_, has_dh_last, need_dh0 = flags
+    consts = dict(
+        BLOCK_D=block_d, BLOCK_N=pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+        STATE_ONLY=False, ZERO=False, HAS_SEG=n_seg > 1, HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db,
+        DELTA_SOFTPLUS=softplus_, HAS_DH_LAST=has_dh_last, NEED_DH0=need_dh0,
+        RS=bool(cfg.get("rs", True)) and rs_ok and block_d % 32 == 0 and 2 * pow2(N) >= 32,
+        EVEN=L % 4 == 0 and d_inner % block_d == 0 and N == pow2(N),
+    )  # fmt: skip
+    seg_consts = {**consts, "STATE_ONLY": True, "ZERO": True, "STAGES": cfg.get("seg_stages", cfg["stages"])}
+    options = {"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}
+    found = PLANS[key] = BackwardPlan(
+        (cdiv(d_inner, block_d), batch, n_seg), cfg["num_warps"], seg_len, n_seg, seg_consts, consts, options
+    )
+    return found
 
 
 def selective_scan_bwd(
@@ -585,33 +577,40 @@ def selective_scan_bwd(
     *,
     bc_dtypes: tuple = (torch.float32, torch.float32),
     bc_shape: tuple | None = None,
-    **launch,
-):
+    poison_accumulators: bool = False,
+    **launch_sizes_asked,
+) -> tuple:
     """Launch the backward kernel on B, C as (batch, groups, L, N) fp32 contiguous (B_t, the N values
-    every thread reads at step t, are 64 neighbouring bytes): tensors, or :class:`~.launch.Slot` s of the
-    forward's allocation, as h_chunks may be. Returns du, ddelta, dA, dB, dC, dD, dz,
-    ddelta_bias, dh0.
+    every thread reads at step t, are 64 neighbouring bytes): tensors, or :class:`~.fast_launch.Slot` s of
+    the forward's allocation, as h_chunks may be. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0.
 
     du, ddelta, dz in the dtype of u, delta, z; dB and dC (batch, groups, N, L) contiguous (or
     ``bc_shape``, the same numbers in that order: (batch, N, L) for one group) in ``bc_dtypes``; dA, dD,
     ddelta_bias, dh0 in fp32; absent inputs give None. The kernel adds into fp32 accumulators (one
     allocation), which start at zero: written by the segment pass when there is one (launched before the
-    outputs are allocated), else filled here.
-    ``launch`` overrides the launch sizes (num_warps, stages, target or seg_len, block_d, maxnreg: a
-    register cap per thread).
+    outputs are allocated), else filled here. ``poison_accumulators``: fill them with NaN first when the
+    segment pass is to zero them (a test that it does). ``launch_sizes_asked`` overrides the launch sizes
+    (num_warps, stages, target or seg_len, block_d, maxnreg: a register cap per thread).
     """
     batch, d_inner, L = u.shape
     N = A.shape[1]
+    if len(B.shape) != 4 or tuple(B.shape[2:]) != (L, N):
+        raise ValueError(f"B must be (batch, groups, L, N) = (..., {L}, {N}) here, got {tuple(B.shape)}")
     groups = B.shape[1]
-    assert B.shape[2:] == (L, N), "B and C are (batch, groups, L, N) here"
-    assert chunk == CHUNK, f"the backward restarts from states saved every {CHUNK} steps"
-    assert h_chunks.shape[1] == cdiv(L, chunk), "h_chunks must hold the state every CHUNK steps"
+    if chunk != CHUNK:
+        raise ValueError(
+            f"chunk must be {CHUNK}: the backward restarts from states saved every {CHUNK} steps"
+        )
+    if h_chunks.shape[1] != cdiv(L, chunk):
+        raise ValueError(
+            f"h_chunks must hold the state every {chunk} steps: (batch, {cdiv(L, chunk)}, N, d_inner), "
+            f"got {tuple(h_chunks.shape)}"
+        )
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), dh_last is not None,
              bool(need_dh0))  # fmt: skip
-    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
-    grid, num_warps, seg_len, n_seg, seg_consts, consts, options = _plan(
-        key, u.device, batch, d_inner, L, N, groups, chunk, flags, u.is_cuda, launch
-    )
+    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch_sizes_asked)
+    p = plan(key, u.device, batch, d_inner, L, N, groups, chunk, flags, u.is_cuda, launch_sizes_asked)
+    n_seg = p.n_seg
     dev, f32 = u.device, torch.float32
     nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
     # The accumulators, in the order the kernel reads them: dB and dC as (L, N) rows, dA, dD, ddelta_bias,
@@ -620,23 +619,26 @@ def selective_scan_bwd(
     rows = batch * groups * L * N
     o_dA = 2 * rows
     size = o_dA + d_inner * N + 2 * d_inner + batch * d_inner * n_seg * (N + 1) + batch * groups * n_seg
-    acc = (_empty if n_seg > 1 and not nothing else torch.zeros)((size,), device=dev, dtype=f32)
+    if n_seg > 1 and not nothing:
+        acc = torch.empty((size,), device=dev, dtype=f32)
+        if poison_accumulators:
+            acc.fill_(float("nan"))
+    else:
+        acc = torch.zeros((size,), device=dev, dtype=f32)
     inputs = [
         u, delta, A, B, C,
         D if D is not None else A, z if z is not None else u,
         delta_bias if delta_bias is not None else A, h_chunks,
         dy, dh_last if dh_last is not None else A,
     ]  # fmt: skip
-    sizes = [d_inner, L, N, d_inner // groups, seg_len, 1]
+    sizes = [d_inner, L, N, d_inner // groups, p.seg_len, 1]
     # what Triton specialises on beyond the plan: the dtypes and the alignment of the caller's tensors (the
     # outputs and accumulators are ours: fresh allocations)
     spec = None if nothing else (key, bc_dtypes, *((t.dtype, t.data_ptr() % 16 == 0) for t in inputs))
     if n_seg > 1 and not nothing:  # launched before the outputs exist (it writes none of them): the
         # host's time before the first launch is time the GPU waits, in a short scan
         args = [*inputs, *[acc] * 7, *sizes]
-        launch_kernel_direct(
-            selective_scan_bwd_kernel, grid, args, seg_consts, num_warps, (spec, True), **options
-        )
+        launch(selective_scan_bwd_kernel, p.grid, args, p.seg_consts, p.num_warps, (spec, True), **p.options)
     out = torch.zeros if nothing else torch.empty
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
@@ -652,9 +654,7 @@ def selective_scan_bwd(
         args = [*inputs, du, ddelta, dz if dz is not None else du, dB, dC, dh0 if dh0 is not None else acc, acc,
                 *sizes]  # fmt: skip
         LAST[:] = [
-            launch_kernel_direct(
-                selective_scan_bwd_kernel, grid, args, consts, num_warps, (spec, False), **options
-            )
+            launch(selective_scan_bwd_kernel, p.grid, args, p.consts, p.num_warps, (spec, False), **p.options)
         ]
     # dA, dD, ddelta_bias: views of the accumulators, made after the launches (the host's time before them
     # is time the GPU waits, in a short scan)

@@ -36,67 +36,32 @@ the state entering every CHUNK steps (N floats every CHUNK steps: 1/CHUNK of the
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-from .launch import Slot
-from .launch import launch as launch_kernel_direct
+from .common import CHUNK, LOG2E, cdiv, delta_tile, join4, launch_sizes, pick_block_d, plan_key, pow2, split4
+from .fast_launch import Slot, as_tensor, launch, scratch
+from .fwd_time import selective_scan_fwd_time_kernel
 from .layout import launch_layouts
 
-__all__ = ["selective_scan_fwd"]
+__all__ = [
+    "ChannelPlan",
+    "PackedForward",
+    "TimePlan",
+    "default_config",
+    "plan",
+    "selective_scan_fwd",
+    "selective_scan_fwd_kernel",
+    "selective_scan_fwd_packed",
+]
 
 #: Launch sizes that replace the defaults on a GPU (bench.py sets them while it tries configurations).
 OVERRIDES: dict = {}
-#: The last compiled kernel launched (bench.py reads its registers and spills).
+#: The last compiled kernel launched (bench.py and profile.py read its registers and spills).
 LAST: list = []
-
-#: Time steps per iteration, inside one thread (the kernels split tiles of 4 steps with ``split4``).
-T = 4
-#: The forward saves the state entering every CHUNK steps for the backward, which walks a chunk as two
-#: tiles of 4 steps: it must be 8.
-CHUNK = 8
-
-# exp(x) = exp2(x · log2 e): exp2 is the GPU's native special function
-LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def softplus(x):
-    """log(1 + eˣ) = max(x, 0) + log1p(e^-|x|), accurate to float32 rounding for every x.
-
-    log1p(e) = 2·atanh(s) with s = e / (2 + e) ∈ (0, 1/3], and 2·atanh(s) = 2s(1 + s²/3 + s⁴/5 + …): eight
-    terms leave a relative error below 2e-9 — no library log (about 25 instructions) and no cancellation.
-    """
-    e = tl.exp2(-tl.abs(x) * LOG2E)  # (0, 1]
-    s = tl.fdiv(e, 2.0 + e)
-    s2 = s * s
-    p = 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
-    p = p * s2 + 1.0
-    return tl.maximum(x, 0.0) + 2.0 * s * p
-
-
-@triton.jit
-def split4(x):
-    """A (..., 4) tensor whose last axis lives in one thread → its four (...) slices, t = 0, 1, 2, 3."""
-    p, q = tl.split(tl.reshape(x, x.shape[:-1] + [2, 2]))  # p: t = 0, 2; q: t = 1, 3
-    x0, x2 = tl.split(p)
-    x1, x3 = tl.split(q)
-    return x0, x1, x2, x3
-
-
-@triton.jit
-def join4(x0, x1, x2, x3):
-    """The inverse of split4: four (...) tensors → (..., 4)."""
-    return tl.reshape(tl.join(tl.join(x0, x2), tl.join(x1, x3)), x0.shape + [4])
 
 
 @triton.jit
@@ -181,6 +146,8 @@ def selective_scan_fwd_kernel(
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(p_delta_bias + o_d, mask=m_d, other=0.0)
+    else:
+        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # never read
 
     # ---- 3. the state entering this segment ----
     if HAS_H0:  # segment 0 starts from h0; the others from the segments before them
@@ -216,11 +183,7 @@ def selective_scan_fwd_kernel(
         b_B = tl.load(p_B + o_nl, mask=m_nl, other=0.0).to(tl.float32)
 
         # discretize, once per (t, d): Δ (0 past the end: a = 1, b = 0, the state passes), Δ·u
-        if HAS_DELTA_BIAS:
-            b_dt += b_bias[:, None]
-        if DELTA_SOFTPLUS:
-            b_dt = softplus(b_dt)
-        b_dt = tl.where(m_dl, b_dt, 0.0)
+        _, b_dt = delta_tile(b_dt, b_bias, m_dl, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
         b_du = b_dt * b_u
         dt0, dt1, dt2, dt3 = split4(b_dt)  # (BLOCK_D,) each
         du0, du1, du2, du3 = split4(b_du)
@@ -261,40 +224,12 @@ def selective_scan_fwd_kernel(
     elif i_s == n_seg - 1:
         tl.store(p_h_last + o_state, b_h, mask=m_state)
     if WRITE_BC and not STATE_ONLY:  # B and C of this segment as (L, N) fp32 rows, for the backward, by the
-        # group's first block of channels, after its scan (stores of the tiles inside the pipelined loop were
-        # not tried again once the launch-key bug was found; RESULTS.md, sixth session)
+        # group's first block of channels, after its scan
         if (i_d * BLOCK_D) % d_per_group == 0:
             o_bg = i_b * n_groups + i_g
             n_bc = tl.num_programs(1).to(tl.int64) * n_groups * L * N
             _bc_rows(p_B + o_bg * N * L, p_bc_t + o_bg * L * N, t_start, t_end, N, L, BLOCK_N)
             _bc_rows(p_C + o_bg * N * L, p_bc_t + n_bc + o_bg * L * N, t_start, t_end, N, L, BLOCK_N)
-
-
-def cdiv(a: int, b: int) -> int:
-    """ceil(a / b) for the launch code: ``triton.cdiv`` is a ConstexprFunction whose call costs ~15 µs of
-    host time, paid several times per scan call."""
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
-def pick_block_d(batch: int, d_inner: int, d_per_group: int, want: int) -> int:
-    """The largest power of two <= ``want`` such that a block of channels never straddles two groups."""
-    block_d = want
-    if d_per_group != d_inner:  # several groups: the block must divide the group size
-        while block_d > 1 and d_per_group % block_d:
-            block_d //= 2
-    return max(1, min(block_d, _pow2(d_inner)))
-
-
-def pick_seg_len(programs: int, L: int, target: int) -> int:
-    """Steps per segment: enough segments that batch · channel blocks · segments reaches ``target``
-    programs (one segment when there are that many already), each a multiple of CHUNK steps."""
-    n_seg = max(1, min(-(-target // max(programs, 1)), L // (4 * CHUNK)))
-    seg = -(-L // n_seg)
-    return max(CHUNK, -(-seg // CHUNK) * CHUNK)
 
 
 def default_config(
@@ -303,22 +238,19 @@ def default_config(
     """Launch sizes: small blocks and segments under the interpreter (so tiny tests cross every edge);
     on a GPU one warp of 32 channels per program, 3 tiles in flight (4 for 16-bit inputs, whose tiles
     are half the bytes), and segments along L when batch · d_inner / 32 programs would not give every SM
-    of the H200 (132) two warps. The fastest in the sweeps of RESULTS.md: the segment pass costs about
-    3/5 of a forward, and more warps do not pay for it (the L1/shared-memory pipe, which serves every
-    thread's copy of the B/C tile, is 3/4 busy at 8 warps per SM).
+    of the H200 (132) two warps. The segment pass costs about 3/5 of a forward, and more warps do not pay
+    for it (the L1/shared-memory pipe, which serves every thread's copy of the B/C tile, is 3/4 busy at 8
+    warps per SM): ``bench.py --sweep`` times the alternatives.
 
     ``time``: whether to use the kernel parallel along time (:mod:`fwd_time`) instead; None (on a GPU)
     picks it exactly when the channel kernel would need segments. ``time_*``: its launch sizes (channels
     per program, steps per tile, warps, and a register cap: with 168 registers 12 warps share an SM, where
-    the compiler alone takes up to 255 and fits 8; the sweeps of RESULTS.md).
+    the compiler alone takes up to 255 and fits 8).
 
-    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are: 13% more
-    kernel time at L = 512 (0.109 against 0.096 ms), less than the host time of a copy's launch, which
-    decides a call that short; beyond it the copy pays (0.410 against 0.338 ms at L = 2048; RESULTS.md,
-    fourth session). ``native_bc_autograd``: also for autograd, where the kernel then writes the
-    backward's fp32 (L, N) copies of B and C itself (``WRITE_BC``) and layout.py is not launched at all;
-    saving the states too, reading 16-bit B and C as given costs GPU time (0.158 against 0.121 ms,
-    fifth session), the launch it saves costs host time (RESULTS.md, sixth session)."""
+    ``native_bc_max_len``: up to this L the channel kernel reads 16-bit B and C as they are (13% more
+    kernel time at L = 512, less than the host time of a copy's launch, which decides a call that short);
+    beyond it an fp32 copy pays. ``native_bc_autograd``: also for autograd, where the kernel then writes
+    the backward's fp32 (L, N) copies of B and C itself (``WRITE_BC``) and layout.py is not launched."""
     if device.type != "cuda":  # the interpreter: both kernels are tested, each asked for by name
         return {"block_d": 2, "num_warps": 1, "stages": 1, "seg_len": 16, "time": False,
                 "time_block_d": 2, "time_block_t": 16, "time_warps": 1, "time_maxnreg": None,
@@ -329,102 +261,94 @@ def default_config(
             "time_maxnreg": 168, "native_bc_max_len": 512, "native_bc_autograd": True, **OVERRIDES}  # fmt: skip
 
 
-def launch_sizes(cfg: dict, batch: int, d_inner: int, d_per_group: int, L: int, chunk: int):
-    """(block_d, seg_len, n_seg) from a configuration: block_d defaults to one channel per thread
-    (32 · num_warps); seg_len, when not given, comes from the ``target`` number of programs."""
-    block_d = pick_block_d(batch, d_inner, d_per_group, cfg.get("block_d") or 32 * cfg["num_warps"])
-    seg_len = cfg.get("seg_len") or pick_seg_len(batch * cdiv(d_inner, block_d), L, cfg["target"])
-    seg_len = max(chunk, -(-int(seg_len) // chunk) * chunk)
-    return block_d, seg_len, max(1, cdiv(L, seg_len))
+@dataclass(frozen=True)
+class ChannelPlan:
+    """How to launch the channel kernel (one thread per channel) at one shape."""
+
+    grid: tuple  # (channel blocks, batch, segments)
+    num_warps: int
+    n_seg: int
+    seg_len: int
+    seg_consts: dict  # the segment pass (STATE_ONLY), launched first when n_seg > 1
+    consts: dict  # the main pass
+    consts_write_bc: dict  # the main pass that also writes B, C for the backward (WRITE_BC)
+    native_bc: bool  # 16-bit B and C read as given (L <= native_bc_max_len), without autograd
+    native_bc_autograd: bool  # ... and for autograd, the kernel writing the backward's copies
 
 
-def plan_key(u: torch.Tensor, N: int, groups: int, chunk: int, flags: tuple, overrides: dict, launch: dict):
-    """What a launch plan (fwd or bwd) depends on: the shapes, the device's kind, u's dtype, the switches
-    and the launch sizes asked for."""
-    return (
-        *u.shape,
-        N,
-        groups,
-        chunk,
-        u.is_cuda,
-        u.dtype,
-        flags,
-        tuple(overrides.items()),
-        tuple(launch.items()),
-    )
+@dataclass(frozen=True)
+class TimePlan:
+    """How to launch the kernel parallel along time (fwd_time.py) at one shape."""
+
+    grid: tuple  # (channel blocks, batch, 1)
+    num_warps: int
+    consts: dict
+    options: dict  # compile options (maxnreg)
 
 
 #: Launch plans already worked out, by shapes, switches and launch sizes (the host time of a call matters at
 #: short L: the kernel itself takes about 0.1 ms at (8, 1536, 512, 16)).
-_PLANS: dict = {}
+PLANS: dict = {}
 
 
-def _plan(key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch):
-    """The launch plan, cached: ("channel", grid, num_warps, n_seg, constexprs of the segment pass, of the
-    main pass, seg_len) or ("time", grid, num_warps, constexprs, compile options)."""
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 4096:  # a long run of ever new shapes: start again rather than grow
-            _PLANS.clear()
-        cfg = {**default_config(batch, d_inner, L, N, device, dtype), **launch}
-        block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
-        has_d, has_z, has_db, softplus_, has_h0, save = flags
-        switches = dict(HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db, DELTA_SOFTPLUS=softplus_,
-                        HAS_H0=has_h0, SAVE_CHUNKS=save)  # fmt: skip
-        use_time = cfg.get("time")
-        if use_time is None:
-            use_time = n_seg > 1
-        if use_time:
-            k = 8 if dtype in (torch.float16, torch.bfloat16) else 4  # steps per thread: 16 bytes of u
-            block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["time_block_d"])
-            block_t = max(k, int(cfg["time_block_t"]))
-            assert block_t % k == 0 and chunk % k == 0, "a tile holds whole K-step pieces, a chunk too"
-            consts = dict(BLOCK_D=block_d, BLOCK_T=block_t, K=k, CHUNK=chunk, **switches)
-            options = {"maxnreg": cfg["time_maxnreg"]} if cfg.get("time_maxnreg") else {}
-            plan = ("time", (cdiv(d_inner, block_d), batch, 1), cfg["time_warps"], consts, options)
-        else:
-            consts = dict(
-                BLOCK_D=block_d, BLOCK_N=_pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
-                STATE_ONLY=False, HAS_SEG=n_seg > 1, WRITE_BC=False, **switches,
-            )  # fmt: skip
-            seg_consts = {**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False}
-            grid = (cdiv(d_inner, block_d), batch, n_seg)
-            native = L <= cfg["native_bc_max_len"]
-            plan = ("channel", grid, cfg["num_warps"], n_seg, seg_consts, consts, seg_len, native,
-                    native and cfg["native_bc_autograd"], {**consts, "WRITE_BC": True})  # fmt: skip
-        _PLANS[key] = plan
-    return plan
+def plan(
+    key, device, dtype, batch, d_inner, L, N, groups, chunk, flags, launch_sizes_asked
+) -> ChannelPlan | TimePlan:
+    """The launch plan for ``key`` (see :func:`~.common.plan_key`), cached in :data:`PLANS`."""
+    found = PLANS.get(key)
+    if found is not None:
+        return found
+    if len(PLANS) > 4096:  # a long run of ever new shapes: start again rather than grow
+        PLANS.clear()
+    cfg = {**default_config(batch, d_inner, L, N, device, dtype), **launch_sizes_asked}
+    block_d, seg_len, n_seg = launch_sizes(cfg, batch, d_inner, d_inner // groups, L, chunk)
+    has_d, has_z, has_db, softplus_, has_h0, save = flags
+    switches = dict(HAS_D=has_d, HAS_Z=has_z, HAS_DELTA_BIAS=has_db, DELTA_SOFTPLUS=softplus_,
+                    HAS_H0=has_h0, SAVE_CHUNKS=save)  # fmt: skip
+    use_time = cfg.get("time")
+    if use_time is None:
+        use_time = n_seg > 1
+    if use_time:
+        k = 8 if dtype in (torch.float16, torch.bfloat16) else 4  # steps per thread: 16 bytes of u
+        block_d = pick_block_d(batch, d_inner, d_inner // groups, cfg["time_block_d"])
+        block_t = max(k, int(cfg["time_block_t"]))
+        assert block_t % k == 0 and chunk % k == 0, "a tile holds whole K-step pieces, a chunk too"
+        consts = dict(BLOCK_D=block_d, BLOCK_T=block_t, K=k, CHUNK=chunk, **switches)
+        options = {"maxnreg": cfg["time_maxnreg"]} if cfg.get("time_maxnreg") else {}
+        found = TimePlan((cdiv(d_inner, block_d), batch, 1), cfg["time_warps"], consts, options)
+    else:
+        consts = dict(
+            BLOCK_D=block_d, BLOCK_N=pow2(N), CHUNK=chunk, STAGES=cfg["stages"],
+            STATE_ONLY=False, HAS_SEG=n_seg > 1, WRITE_BC=False, **switches,
+        )  # fmt: skip
+        native = L <= cfg["native_bc_max_len"]
+        found = ChannelPlan(
+            grid=(cdiv(d_inner, block_d), batch, n_seg),
+            num_warps=cfg["num_warps"],
+            n_seg=n_seg,
+            seg_len=seg_len,
+            seg_consts={**consts, "STATE_ONLY": True, "SAVE_CHUNKS": False},
+            consts=consts,
+            consts_write_bc={**consts, "WRITE_BC": True},
+            native_bc=native,
+            native_bc_autograd=native and cfg["native_bc_autograd"],
+        )
+    PLANS[key] = found
+    return found
 
 
-def _contiguous(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """t contiguous (and in ``dtype``), in one copy at most (``.to(dtype, memory_format=...)`` alone returns
-    a non-contiguous tensor of that dtype unchanged)."""
-    if dtype is None or t.dtype == dtype:
-        return t.contiguous()
-    return t.to(dtype, memory_format=torch.contiguous_format)
+@dataclass(slots=True)
+class PackedForward:
+    """What :func:`selective_scan_fwd_packed` returns: y, and the fp32 outputs as pieces of one allocation
+    (``work``): :class:`~.fast_launch.Slot` s with the fast launch switched on, tensor views otherwise
+    (:func:`~.fast_launch.as_tensor` makes either a tensor)."""
 
-
-def scratch(device, parts: list, packed: bool):
-    """Buffers for a launch: ``parts`` is a list of (shape, returned) in fp32, None for a part not needed.
-    Every part in one allocation, handed to the kernels as :class:`~.launch.Slot` s (``packed``, or not
-    returned to the caller); a part returned unpacked is a tensor of its own (the outputs of a custom op
-    must not share memory). Each part starts on a 128-byte boundary. Returns (the allocation, the parts)."""
-    offsets, total = [], 0
-    for part in parts:
-        offsets.append(total)
-        if part is not None and (packed or not part[1]):
-            total += -(-math.prod(part[0]) // 32) * 32
-    work = torch.empty((total,), device=device, dtype=torch.float32) if total or packed else None
-    address = 0 if work is None else work.data_ptr()
-    out = []
-    for part, offset in zip(parts, offsets):
-        if part is None:
-            out.append(None)
-        elif packed or not part[1]:
-            out.append(Slot(work, address, offset, part[0]))
-        else:
-            out.append(torch.empty(part[0], device=device, dtype=torch.float32))
-    return work, out
+    y: torch.Tensor  # (batch, d_inner, L) in u's dtype
+    work: torch.Tensor  # the one fp32 allocation
+    h_last: Slot | torch.Tensor  # (batch, d_inner, N)
+    h_chunks: Slot | torch.Tensor | None  # (batch, cdiv(L, chunk), N, d_inner), with save_chunks
+    # (2, batch, groups, L, N): B then C as the backward reads them (with bc_last)
+    bc_t: Slot | torch.Tensor | None
 
 
 def selective_scan_fwd(
@@ -440,11 +364,8 @@ def selective_scan_fwd(
     delta_softplus: bool,
     save_chunks: bool,
     chunk: int = CHUNK,
-    *,
-    bc_last: bool = False,
-    packed: bool = False,
-    **launch,
-) -> tuple:
+    **launch_sizes_asked,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the forward on validated tensors (u, delta, z contiguous); B, C (batch, N, L) or (batch,
     groups, N, L) in any float dtype and layout: the channel kernel reads them as fp32 (every thread reads
     the whole B/C tile: converting it there would cost 25% more instructions per step), the time kernel as
@@ -452,41 +373,71 @@ def selective_scan_fwd(
 
     Returns y (batch, d_inner, L) in u's dtype, h_last (batch, d_inner, N) fp32, and the states entering
     every ``chunk`` steps (batch, cdiv(L, chunk), N, d_inner) fp32 (empty unless ``save_chunks``): channels
-    last, so that the 32 threads of a warp write (and the backward reads) 32 neighbouring floats.
-    ``launch`` overrides the launch sizes (see :func:`default_config`; ``time`` picks the kernel).
-
-    ``bc_last``: also return B and C as the backward reads them, (batch, groups, L, N) fp32, made in the
-    launch that makes the channel kernel's fp32 copies (:mod:`layout`): (y, h_last, h_chunks, Bt, Ct).
-
-    ``packed``: return (y, work, slots) instead: every fp32 output in the one allocation ``work``, and
-    ``slots`` = (h_last, h_chunks, Bt and Ct) as :class:`~.launch.Slot` s (None where not made; Bt and Ct
-    one after the other). No tensor view is made: the eager autograd path saves ``work`` and hands the
-    slots to the backward (each view costs host time, which decides the time of a short scan).
+    last, so that the 32 threads of a warp write (and the backward reads) 32 neighbouring floats. Each a
+    tensor of its own. ``launch_sizes_asked`` overrides the launch sizes (see :func:`default_config`;
+    ``time`` picks the kernel).
     """
+    out = _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, False, False,
+                   launch_sizes_asked)  # fmt: skip
+    h_chunks = out.h_chunks
+    if h_chunks is None:
+        h_chunks = torch.empty((0,), device=u.device, dtype=torch.float32)
+    return out.y, out.h_last, h_chunks
+
+
+def selective_scan_fwd_packed(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    h0: torch.Tensor | None,
+    delta_softplus: bool,
+    save_chunks: bool,
+    chunk: int = CHUNK,
+    *,
+    bc_last: bool = False,
+    **launch_sizes_asked,
+) -> PackedForward:
+    """The forward as :func:`selective_scan_fwd` computes it, for the eager autograd path: every fp32 output
+    in one allocation, handed back as pieces of it (no tensor view made with the fast launch on: each
+    costs host time, which decides the time of a short scan). ``bc_last``: also B and C as the backward
+    reads them, (2, batch, groups, L, N) fp32, written by the channel kernel itself when it reads them as
+    given, else by the launch of :mod:`layout` that makes the channel kernel's fp32 copies."""
+    return _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last, True,
+                    launch_sizes_asked)  # fmt: skip
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk, bc_last, packed,
+             launch_sizes_asked) -> PackedForward:  # fmt: skip
     batch, d_inner, L = u.shape
     N = A.shape[1]
     groups = B.shape[1] if B.dim() == 4 else 1
-    assert B.dim() in (3, 4) and B.shape[-2:] == (N, L), "B and C are (batch, [groups,] N, L) here"
+    if B.dim() not in (3, 4) or B.shape[-2:] != (N, L):
+        raise ValueError(f"B must be (batch, [groups,] N, L) = (..., {N}, {L}) here, got {tuple(B.shape)}")
     flags = (D is not None, z is not None, delta_bias is not None, bool(delta_softplus), h0 is not None,
              bool(save_chunks))  # fmt: skip
-    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch)
-    plan = _plan(key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch)
+    key = plan_key(u, N, groups, chunk, flags, OVERRIDES, launch_sizes_asked)
+    p = plan(key, u.device, u.dtype, batch, d_inner, L, N, groups, chunk, flags, launch_sizes_asked)
     nothing = batch * d_inner == 0 or L == 0  # nothing to scan: the state passes straight through
-    time_kernel = plan[0] == "time"
+    time_kernel = isinstance(p, TimePlan)
     f32 = torch.float32
     if time_kernel or nothing:  # the time kernel reads B and C in their own dtype
         convert = False
     else:  # fp32 copies, unless they are fp32 already, or 16-bit and read as they are (see default_config)
         convert = not (
             B.dtype == C.dtype and B.is_contiguous() and C.is_contiguous() and (
-                B.dtype == f32 or plan[8 if bc_last else 7]
+                B.dtype == f32 or (p.native_bc_autograd if bc_last else p.native_bc)
             )
         )  # fmt: skip
     # B, C for the backward: written by the channel kernel when it reads them as given and L is short (the
     # group's first block of channels copies them after its scan: a tail that a long L makes longer than
-    # a launch of layout.py, 0.3 ms at (8, 1536, 8192, 16) fp32; RESULTS.md, sixth session)
-    write_bc = bc_last and not (time_kernel or nothing or convert) and plan[7]
-    n_seg = 1 if time_kernel else plan[3]
+    # a launch of layout.py)
+    write_bc = bc_last and not (time_kernel or nothing or convert) and p.native_bc
+    n_seg = 1 if time_kernel else p.n_seg
     bc_rows, bc_t = (2, batch, groups, N, L), (2, batch, groups, L, N)
     work, (h_last, h_chunks, last, rows, carry, seg_h, seg_dsum) = scratch(u.device, [
         ((batch, d_inner, N), True),
@@ -502,12 +453,14 @@ def selective_scan_fwd(
         launch_layouts(B, C, rows, None if write_bc else last)
     if nothing:
         if batch * d_inner:
-            hl = h_last.view() if isinstance(h_last, Slot) else h_last
+            hl = as_tensor(h_last)
             hl.copy_(h0) if h0 is not None else hl.zero_()
     elif time_kernel or rows is None:
         B, C = B.contiguous(), C.contiguous()
-    else:
+    elif isinstance(rows, Slot):
         B, C = rows.at(0, bc_rows[1:]), rows.at(batch * groups * N * L, bc_rows[1:])
+    else:
+        B, C = rows.unbind(0)
     if not nothing:
         args = [
             u, delta, A, B, C,
@@ -519,29 +472,18 @@ def selective_scan_fwd(
         # tensors
         spec = (key, *((t.dtype, t.data_ptr() % 16 == 0) for t in args[:9]))
         if time_kernel:
-            _, grid, num_warps, consts, options = plan
             args += [carry, d_inner, L, N, d_inner // groups]
             kernel = selective_scan_fwd_time_kernel
-            LAST[:] = [launch_kernel_direct(kernel, grid, args, consts, num_warps, spec, **options)]
+            LAST[:] = [launch(kernel, p.grid, args, p.consts, p.num_warps, spec, **p.options)]
         else:
-            _, grid, num_warps, n_seg, seg_consts, consts, seg_len, _, _, consts_bc = plan
             args += [seg_h if n_seg > 1 else h_last, seg_dsum if n_seg > 1 else h_last,
-                     last if write_bc else h_last, d_inner, L, N, d_inner // groups, seg_len, 1]  # fmt: skip
+                     last if write_bc else h_last, d_inner, L, N, d_inner // groups, p.seg_len, 1]  # fmt: skip
             kernel = selective_scan_fwd_kernel
             if n_seg > 1:
-                launch_kernel_direct(kernel, grid, args, seg_consts, num_warps, (spec, True))
+                launch(kernel, p.grid, args, p.seg_consts, p.num_warps, (spec, True))
             # the direct launcher's cache key names the variant: segment pass, main pass, main pass writing B, C
-            main = (consts_bc, (spec, "write_bc")) if write_bc else (consts, (spec, False))
-            LAST[:] = [launch_kernel_direct(kernel, grid, args, main[0], num_warps, main[1])]
-    if packed:
-        return y, work, (h_last, h_chunks, last)
-    if h_chunks is None:
-        h_chunks = torch.empty((0,), device=u.device, dtype=f32)
-    if not bc_last:
-        return y, h_last, h_chunks
-    Bt, Ct = last.unbind(0)
-    return y, h_last, h_chunks, Bt, Ct
-
-
-# the kernel parallel along time reuses softplus and LOG2E from this module: imported last
-from .fwd_time import selective_scan_fwd_time_kernel  # noqa: E402
+            if write_bc:
+                LAST[:] = [launch(kernel, p.grid, args, p.consts_write_bc, p.num_warps, (spec, "write_bc"))]
+            else:
+                LAST[:] = [launch(kernel, p.grid, args, p.consts, p.num_warps, (spec, False))]
+    return PackedForward(y, work, h_last, h_chunks, last)

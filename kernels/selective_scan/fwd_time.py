@@ -34,10 +34,10 @@ write of tile i+1 cannot race the reads of tile i.
 
 **Cost.** About 19 instructions per (step, channel, state), against the channel kernel's 9: the scan
 across threads (shuffles, selects) and the carry. But it is one pass, and every SM has warps to switch
-between. Kernels alone on the H200 (RESULTS.md), (1, 1536, 65536, 16): 2.2 ms against the channel
-kernel's 3.3 in fp32, 1.6 against 3.0 in bf16. With many sequences · channels the channel kernel wins
-(1.5 against 2.2 ms at (8, 1536, 8192, 16) fp32): ``fwd.selective_scan_fwd`` picks this one when the
-channel kernel would need segments.
+between. With few sequences · channels it is the faster forward, with many the channel kernel is (both
+alone: ``python -m minimamba.kernels.selective_scan.profile --shape 1 1536 65536 16 --forward time``, then
+``--forward channel``, and the same at ``--shape 8 1536 8192 16``): ``fwd.selective_scan_fwd`` picks this
+one when the channel kernel would need segments.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .fwd import LOG2E, softplus
+from .common import LOG2E, delta_tile
+
+__all__ = ["selective_scan_fwd_time_kernel"]
 
 
 @triton.jit
@@ -165,6 +167,8 @@ def selective_scan_fwd_time_kernel(
         b_D = tl.load(p_D + o_d, mask=m_d, other=0.0)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(p_delta_bias + o_d, mask=m_d, other=0.0)
+    else:
+        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # never read
     is_last = (tl.zeros([BLOCK_D, BLOCK_T // K], dtype=tl.int32) + o_j[None, :]) == BLOCK_T // K - 1
 
     # ---- 3. tile by tile along the sequence ----
@@ -176,11 +180,7 @@ def selective_scan_fwd_time_kernel(
         # discretize, once per (t, d): Δ (0 past the end: a = 1, b = 0, the state passes), Δ·u
         b_u = tl.load(p_u + o_dl, mask=m_dl, other=0.0).to(tl.float32)
         b_dt = tl.load(p_delta + o_dl, mask=m_dl, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            b_dt += b_bias[:, None]
-        if DELTA_SOFTPLUS:
-            b_dt = softplus(b_dt)
-        b_dt = tl.where(m_dl, b_dt, 0.0)
+        _, b_dt = delta_tile(b_dt, b_bias, m_dl, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
         b_du = b_dt * b_u
         if HAS_D:  # the skip connection first: u is not needed after this (fewer live registers)
             b_y = b_D[:, None] * b_u

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# One call on the H200 (or any CUDA machine): GPU tests, then the benchmark (with a launch-size sweep).
-#   bash kernels/selective_scan/gpu_check.sh OUT_DIR [--sweep]
-# It writes 8 files into OUT_DIR; the device tool of this project brings back at most 8, so a command
-# that adds files of its own loses some (results.json and the figure, once): append to these logs instead.
-# Run from the repository root. Uses the machine's own torch and triton (never installs torch); mambapy
-# comes from wheels in .whl/ when present (pip download --no-deps mambapy==1.2.0 -d .whl).
+# One call on a CUDA machine: the GPU tests, the benchmark (with mamba_ssm when it is built), the profiles.
+#   bash kernels/selective_scan/gpu_check.sh OUT_DIR [bench options, e.g. --sweep]
+# Run from the repository root; uses the machine's own torch and triton. mamba_ssm is measured when
+# scripts/build_peers.py has built it into .peers/ (`python scripts/build_peers.py download .peers` where
+# PyPI is reachable, then `python scripts/build_peers.py build .peers` on the GPU machine); mambapy comes
+# from wheels in .whl/ when present (pip download --no-deps mambapy==1.2.0 -d .whl).
 set -uo pipefail
-OUT_DIR=${1:?usage: gpu_check.sh OUT_DIR [--sweep]}
+OUT_DIR=${1:?usage: gpu_check.sh OUT_DIR [bench options]}
 shift
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR"
 if ls .whl/*.whl >/dev/null 2>&1; then
   SITE=$(mktemp -d)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
-    && export PYTHONPATH=$SITE
+    && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+fi
+if [ -d .peers ]; then
+  export PYTHONPATH=$(python3 scripts/build_peers.py path .peers)${PYTHONPATH:+:$PYTHONPATH}
 fi
 # minimamba.kernels lives in kernels/: `import minimamba` finds it in a source checkout (PYTHONPATH=.)
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT_DIR/nvidia-smi.txt"
 timeout 300 python3 -m pytest -m gpu tests/test_triton_scan_gpu.py tests/test_teaching_kernels.py -q -s -p no:cacheprovider -p no:logging --tb=short 2>&1 | tee "$OUT_DIR/pytest_gpu.log"
-timeout 380 python3 -m minimamba.kernels.selective_scan.bench --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
+# the benchmark, the host-time layer on against off, and (with mamba_ssm) its checkpoint through MambaLM:
+# results.json, RESULTS.md and scan_gpu.png in OUT_DIR, from this one run
+timeout 540 python3 -m minimamba.kernels.selective_scan.bench --all --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
 timeout 60 python3 -m minimamba.kernels.selective_scan.profile 2>&1 | tee "$OUT_DIR/profile.log"
 # one sequence: the two forward kernels alone (the time kernel is the default there)
 for dt in fp32 bf16; do for k in time channel; do

@@ -2,9 +2,9 @@
 
 The caller gives B and C as (batch, groups, N, L), in any float dtype and any strides (in a Mamba block
 they are slices of one projection). The channel forward reads them as fp32 (N, L) rows: every thread
-reads the whole B/C tile of a step range, and converting it there costs more than the copy (RESULTS.md,
-fourth session: 0.109 against 0.096 ms at (8, 1536, 512, 16), 0.410 against 0.338 at L = 2048). The
-backward reads B_t and C_t one step at a time, all N values by every thread: fp32 (L, N) rows, 64
+reads the whole B/C tile of a step range, and converting it there costs more instructions per step than
+the copy costs bytes, except at short L, where the copy's launch costs more host time (see
+``fwd.default_config``, ``native_bc_max_len``). The backward reads B_t and C_t one step at a time, all N values by every thread: fp32 (L, N) rows, 64
 neighbouring bytes.
 
 Both copies are small next to the scan's traffic (N/d_inner of it), but at short L the host time of each
@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import launch as launch_kernel_direct
+from .fast_launch import launch
 
 __all__ = ["bc_layouts", "launch_layouts"]
 
@@ -81,10 +81,11 @@ def _strides4(t: torch.Tensor) -> tuple:
 def launch_layouts(B: torch.Tensor, C: torch.Tensor, p_rows, p_last) -> None:
     """Copy B and C ((batch, N, L) or (batch, groups, N, L), same shape, any dtype and strides) into
     ``p_rows`` as fp32 (2, batch, groups, N, L) and/or into ``p_last`` as fp32 (2, batch, groups, L, N):
-    contiguous tensors or :class:`~.launch.Slot` s, None for a copy not asked for. One launch."""
+    contiguous tensors or :class:`~.fast_launch.Slot` s, None for a copy not asked for. One launch."""
     batch, N, L = B.shape[0], B.shape[-2], B.shape[-1]
     groups = B.shape[1] if B.dim() == 4 else 1
-    assert C.shape == B.shape, "B and C have one shape here"
+    if C.shape != B.shape:
+        raise ValueError(f"C must have B's shape {tuple(B.shape)} here, got {tuple(C.shape)}")
     rows, last = p_rows is not None, p_last is not None
     if not (rows or last) or B.numel() == 0:
         return
@@ -98,7 +99,7 @@ def launch_layouts(B: torch.Tensor, C: torch.Tensor, p_rows, p_last) -> None:
     # what Triton specialises on: dtypes, alignment of B and C (the outputs are fresh), the integers
     key = (rows, last, B.shape, B.stride(), C.stride(), B.dtype, C.dtype, B.data_ptr() % 16 == 0,
            C.data_ptr() % 16 == 0)  # fmt: skip
-    launch_kernel_direct(bc_layouts_kernel, grid, args, consts, 4, key)
+    launch(bc_layouts_kernel, grid, args, consts, 4, key)
 
 
 def bc_layouts(B: torch.Tensor, C: torch.Tensor, rows: bool, last: bool):

@@ -15,13 +15,13 @@ from torch import Tensor
 from minimamba import env
 from minimamba.scan import check_scan_args
 
-from . import bwd as _bwd
-from . import fwd as _fwd
-from .fwd import CHUNK
-from .launch import Slot
+from .bwd import selective_scan_bwd
+from .common import CHUNK, contiguous
+from .fast_launch import as_tensor, phase, piece
+from .fwd import selective_scan_fwd, selective_scan_fwd_packed
 from .layout import bc_layouts
 
-__all__ = ["selective_scan_fn"]
+__all__ = ["EagerScan", "selective_scan_fn"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ __all__ = ["selective_scan_fn"]
 
 def _f32(t: Tensor) -> Tensor:
     """fp32 and contiguous, in one copy at most."""
-    return _fwd._contiguous(t, torch.float32)
+    return contiguous(t, torch.float32)
 
 
 def _opt_f32(t: Tensor | None) -> Tensor | None:
@@ -54,6 +54,11 @@ def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     return tuple(t if t.shape[1] == g else t.repeat_interleave(g // t.shape[1], dim=1) for t in (B4, C4))
 
 
+def _offset(x) -> int:
+    """Where a piece of the forward's allocation starts, in elements: a Slot's offset or a view's."""
+    return x.offset if hasattr(x, "offset") else x.storage_offset()
+
+
 def _backward(saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, need_dh0, chunk):
     """The backward kernels on B, C as (batch, groups, L, N) fp32; returns the gradients of u, delta, A, B,
     C, D, z, delta_bias, h0, with dB and dC contiguous (batch, groups, N, L), or ``bc_shape``, in
@@ -61,7 +66,7 @@ def _backward(saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, n
     u, delta, A, D, z, delta_bias, h_chunks = saved
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
-    return _bwd.selective_scan_bwd(
+    return selective_scan_bwd(
         u, delta, A, Bt, Ct, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus, need_dh0, chunk,
         bc_dtypes=bc_dtypes, bc_shape=bc_shape,
     )  # fmt: skip
@@ -87,9 +92,7 @@ def selective_scan_fwd_op(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns y, h_last (fp32) and the states entering every ``chunk`` steps (fp32)."""
-    return _fwd.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk
-    )
+    return selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk)
 
 
 @selective_scan_fwd_op.register_fake
@@ -211,7 +214,7 @@ def _op_backward(ctx, dy, dh_last, _dh_chunks):
 selective_scan_fwd_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-class _EagerScan(torch.autograd.Function):
+class EagerScan(torch.autograd.Function):
     """The same forward and backward as the custom op, without its dispatcher, for eager mode.
 
     Host time is what limits a short scan (at L = 512 the kernels take ~0.5 ms of GPU time for a forward
@@ -222,37 +225,42 @@ class _EagerScan(torch.autograd.Function):
     - B and C go to the kernels as the caller gave them, (batch, N, L) or (batch, groups, N, L): no view
       (a view outside would also make autograd record, and run, a node).
     - The forward's fp32 outputs (h_last, the saved states, B and C as the backward reads them) are one
-      allocation, saved as one tensor; the kernels get addresses in it (``launch.Slot``), not views.
+      allocation, saved as one tensor; with the fast launch on, the kernels get addresses in it
+      (``fast_launch.Slot``), not views.
     - The saved states are not an output, and h_last only when the caller asked for it.
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
+        phase("fwd_in")
         delta_softplus, return_last = flags
-        y, work, (h_last, h_chunks, bc_t) = _fwd.selective_scan_fwd(
-            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True, packed=True
+        out = selective_scan_fwd_packed(
+            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True
         )
         # the states and B, C for the backward live in one allocation: one tensor to save, and the
         # backward finds each piece at its offset
+        work, h_chunks, bc_t = out.work, out.h_chunks, out.bc_t
         ctx.save_for_backward(u, delta, A, D, z, delta_bias, work)
-        pieces = (h_chunks.offset, h_chunks.shape, bc_t.offset, bc_t.shape[1:])
+        pieces = (_offset(h_chunks), tuple(h_chunks.shape), _offset(bc_t), tuple(bc_t.shape[1:]))
         ctx.flags = (delta_softplus, h0 is not None, B.shape, (B.dtype, C.dtype), pieces)
         ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
+        phase("fwd_out")
         if return_last:  # a tensor of its own: the caller may change it in place
-            return y, h_last.view().clone()
-        return y
+            return out.y, as_tensor(out.h_last).clone()
+        return out.y
 
     @staticmethod
     def backward(ctx, dy, dh_last=None):
+        phase("bwd_in")
         delta_softplus, has_h0, bc_shape, bc_dtypes, (o_hc, hc_shape, o_bc, bc_t) = ctx.flags
         u, delta, A, D, z, delta_bias, work = ctx.saved_tensors
-        address = work.data_ptr()
-        Bt = Slot(work, address, o_bc, bc_t)
-        Ct = Bt.at(bc_t[0] * bc_t[1] * bc_t[2] * bc_t[3], bc_t)
-        saved = (u, delta, A, D, z, delta_bias, Slot(work, address, o_hc, hc_shape))
+        Bt = piece(work, o_bc, bc_t)
+        Ct = piece(work, o_bc + bc_t[0] * bc_t[1] * bc_t[2] * bc_t[3], bc_t)
+        saved = (u, delta, A, D, z, delta_bias, piece(work, o_hc, hc_shape))
         du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
             saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, has_h0, CHUNK
         )
+        phase("bwd_out")
         return (
             du, ddelta, dA, dB, dC,
             None if D is None else dD,
@@ -356,11 +364,10 @@ def selective_scan_fn(
         u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
         or any(t is not None and t.requires_grad for t in (D, z, delta_bias, h0))
     ):  # fmt: skip
-        out = _EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
+        out = EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
         return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
-        y, _, (last, _, _) = _fwd.selective_scan_fwd(
-            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, False, CHUNK, packed=True
-        )
-        h_last = last.view() if return_last_state else None  # a view only when asked for
+        out = selective_scan_fwd_packed(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, False, CHUNK)
+        y = out.y
+        h_last = as_tensor(out.h_last) if return_last_state else None  # a view only when asked for
     return (y, h_last) if return_last_state else y

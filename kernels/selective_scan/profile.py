@@ -15,7 +15,7 @@ one call goes; a target for ``ncu``.
     python -m minimamba.kernels.selective_scan.profile --floor         # PyTorch's autograd alone: a no-op
                                                                        # Function with the scan's arity
     python -m minimamba.kernels.selective_scan.profile --ours          # selective_scan_fn alone, as bench.py
-                                                                       # times it, every shape; vs the anchors
+                                                                       # times it, every shape
     ncu --clock-control none -k regex:fwd_kernel --launch-skip 1 --launch-count 1 \\
         python -m minimamba.kernels.selective_scan.profile
 """
@@ -31,8 +31,9 @@ import triton
 from minimamba.testing import rel_error
 
 from . import bwd as kbwd
+from . import fast_launch
 from . import fwd as kfwd
-from .bench import DTYPES, MAMBA_SSM_MS, ORDER, SHAPES, make_inputs, measure, ours
+from .bench import DTYPES, ORDER, SHAPES, make_inputs, ours
 from .layout import bc_layouts
 from .op import selective_scan_fn
 
@@ -41,9 +42,7 @@ def kernels_alone(shape, dname):
     x = make_inputs(shape, DTYPES[dname])
     u, delta, A, B, C, D, z, db = (x[k] for k in ORDER)
     B4, C4 = (t.unsqueeze(1) for t in (B, C))  # (batch, 1, N, L), as the op passes them
-    Bt, Ct = bc_layouts(B.unsqueeze(1), C.unsqueeze(1), False, True)[
-        2:
-    ]  # the backward's (batch, 1, L, N) fp32
+    Bt, Ct = bc_layouts(B4, C4, False, True)[2:]  # the backward's (batch, 1, L, N) fp32
     dy = torch.randn_like(u)
 
     def fwd(save=True):
@@ -220,63 +219,43 @@ def timeline(shape, dname):
 def stamps(shape, dname, n=300, device="cuda"):
     """Where the host time of one eager forward + backward goes: µs from the call's start (medians of n
     calls, each after an L2-sized fill as ``do_bench`` does) at which our code enters and leaves
-    ``_EagerScan.forward`` and ``.backward``, and starts (``_pre``) and ends (``_post``) each kernel launch
-    (``fL``: forward, ``bL``: backward, ``lL``: layout.py; ``#1`` the second of a kind). The gap between
-    ``apply_ret`` and ``bwd_in`` is PyTorch's: ``autograd.grad`` and the hand-over to its CUDA thread.
-    When the host decides a call's time, it is about the last launch's ``_pre`` plus the kernels queued
-    from there (the L2 fill before the call absorbs the first ~0.08 ms). Returns {phase: µs}."""
+    ``EagerScan.forward`` and ``.backward``, and starts (``_pre``) and ends (``_post``) each kernel launch
+    (``fL``: forward, ``bL``: backward, ``lL``: layout.py; ``#1`` the second of a kind), seen through
+    :func:`fast_launch.set_phase_hook`. The gap between ``apply_ret`` and ``bwd_in`` is PyTorch's:
+    ``autograd.grad`` and the hand-over to its CUDA thread. When the host decides a call's time, it is
+    about the last launch's ``_pre`` plus the kernels queued from there (the L2 fill before the call
+    absorbs the first part). Returns {phase: µs}."""
     import statistics
 
-    from . import layout, op
+    from .fwd_time import selective_scan_fwd_time_kernel
+    from .layout import bc_layouts_kernel
 
+    tags = {kfwd.selective_scan_fwd_kernel: "fL", selective_scan_fwd_time_kernel: "fL",
+            kbwd.selective_scan_bwd_kernel: "bL", bc_layouts_kernel: "lL"}  # fmt: skip
     marks = []
 
-    def mark(tag):
-        marks.append((tag, time.perf_counter_ns()))
+    def hook(event, kernel, consts, key):
+        if kernel is None:
+            marks.append((event, time.perf_counter_ns()))
+        else:
+            marks.append((tags[kernel] + event.removeprefix("launch"), time.perf_counter_ns()))
 
-    def wrap_launch(real, tag):
-        def launch(*args, **kwargs):
-            mark(tag + "_pre")
-            out = real(*args, **kwargs)
-            mark(tag + "_post")
-            return out
-
-        return launch
-
-    fn_f, fn_b = op._EagerScan.forward, op._EagerScan.backward
-
-    def forward(ctx, *args):
-        mark("fwd_in")
-        out = fn_f(ctx, *args)
-        mark("fwd_out")
-        return out
-
-    def backward(ctx, *args):
-        mark("bwd_in")
-        out = fn_b(ctx, *args)
-        mark("bwd_out")
-        return out
-
-    mods = ((kfwd, "fL"), (kbwd, "bL"), (layout, "lL"))
-    real = [m.launch_kernel_direct for m, _ in mods]
     x = make_inputs(shape, DTYPES[dname], device=device)
     leaves = [x[k].detach().requires_grad_() for k in ORDER]
     dy = torch.randn_like(leaves[0])
     fill = torch.empty(256 * 2**20 if device == "cuda" else 1024, dtype=torch.int8, device=device)
     cols: dict = {}
+    before = fast_launch.set_phase_hook(hook)
     try:
-        op._EagerScan.forward, op._EagerScan.backward = staticmethod(forward), staticmethod(backward)
-        for (m, tag), r in zip(mods, real):
-            m.launch_kernel_direct = wrap_launch(r, tag)
         warm = min(10, n)
         for i in range(n + warm):
             fill.zero_()
             marks.clear()
-            mark("start")
+            marks.append(("start", time.perf_counter_ns()))
             y = selective_scan_fn(*leaves, delta_softplus=True)
-            mark("apply_ret")
+            marks.append(("apply_ret", time.perf_counter_ns()))
             torch.autograd.grad(y, leaves, dy)
-            mark("grad_ret")
+            marks.append(("grad_ret", time.perf_counter_ns()))
             if i < warm:
                 continue
             seen: dict = {}
@@ -284,9 +263,7 @@ def stamps(shape, dname, n=300, device="cuda"):
                 k = seen[tag] = seen.get(tag, -1) + 1
                 cols.setdefault(tag + (f"#{k}" if k else ""), []).append((t - marks[0][1]) / 1e3)
     finally:
-        op._EagerScan.forward, op._EagerScan.backward = staticmethod(fn_f), staticmethod(fn_b)
-        for (m, _), r in zip(mods, real):
-            m.launch_kernel_direct = r
+        fast_launch.set_phase_hook(before)
     if device == "cuda":
         torch.cuda.synchronize()
     med = {c: statistics.median(v) for c, v in cols.items()}
@@ -320,14 +297,16 @@ def graphed(shape, dname):
 
 
 def ours_only():
-    """Our selective_scan_fn timed as the benchmark times it (no comparators: a quick check between full
-    runs), with the speed-up over the anchors' mamba_ssm figures."""
+    """Our selective_scan_fn timed alone at the benchmark's shapes (a quick check between full runs of
+    bench.py, which times the other implementations beside it)."""
+    from .bench import time_interleaved
+
     for mode in ("fwd", "fwd+bwd"):
         for dname, dtype in DTYPES.items():
             cells = []
-            for si, shape in enumerate(SHAPES):
-                ms = measure(ours, make_inputs(shape, dtype), mode)["ms"]
-                cells.append(f"{ms:.3f} ms {MAMBA_SSM_MS[(mode, dname)][si] / ms:.2f}x")
+            for shape in SHAPES:
+                ms = time_interleaved({"ours": ours}, make_inputs(shape, dtype), mode, rounds=3)["ours"]["ms"]
+                cells.append(f"{ms:.3f} ms")
                 torch.cuda.empty_cache()
             print(f"ours {mode:7s} {dname}: " + " | ".join(cells), flush=True)
 

@@ -39,9 +39,14 @@ import triton.language as tl
 
 from minimamba import env
 
-from ..selective_scan.fwd import softplus
+from ..selective_scan.common import softplus
 
-__all__ = ["check_state_update_args", "selective_state_update", "selective_state_update_ref"]
+__all__ = [
+    "check_state_update_args",
+    "kernel_runs_here",
+    "selective_state_update",
+    "selective_state_update_ref",
+]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _STATE_DTYPES = (torch.float32, torch.float64)
@@ -227,7 +232,7 @@ def _triton_status() -> env.TritonStatus:
     return env.triton_status()
 
 
-def _kernel_runs_here(ssm_state: torch.Tensor) -> bool:
+def kernel_runs_here(ssm_state: torch.Tensor) -> bool:
     """The kernel keeps the state in fp32 and runs on a GPU, or on CPU tensors in Triton's interpreter."""
     if ssm_state.dtype != torch.float32:
         return False
@@ -275,7 +280,7 @@ def selective_state_update(
     or CPU tensors where Triton cannot run, take :func:`selective_state_update_ref`.
     """
     batch, d_inner, N = check_state_update_args(ssm_state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-    if not _kernel_runs_here(ssm_state):
+    if not kernel_runs_here(ssm_state):
         return selective_state_update_ref(ssm_state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     y = torch.empty(batch, d_inner, dtype=x.dtype, device=x.device)
     if batch == 0 or d_inner == 0:

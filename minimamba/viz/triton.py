@@ -456,18 +456,17 @@ def benchmark_rows(res: dict) -> list[dict]:
     """One row per (mode, dtype, shape) our kernel ran in ``res`` (bench.py's results.json).
 
     Each row: ``mode``, ``dtype``, ``shape`` and the times in ms of our kernel (``ours_ms``), the fastest
-    PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel (the
-    figures bench.py cites, ``mamba_ssm_ms``) and the bytes floor at the copy bandwidth of the same run
-    (``floor_ms``).
+    PyTorch scan of the package that ran (``pytorch_ms``, None if none did), mamba_ssm's CUDA kernel measured
+    in the same run (``mamba_ssm_ms``, None where it was not) and the bytes floor at the copy bandwidth of
+    the same run (``floor_ms``).
     """
     from minimamba.kernels.selective_scan import bench  # noqa: PLC0415  (imports the kernels)
 
-    shapes = [tuple(s) for s in res["shapes"]]
     ms = {(r["impl"], r["mode"], r["dtype"], tuple(r["shape"])): r["ms"] for r in res["times"]}
     torch_impls = sorted({key[0] for key in ms if key[0].startswith("minimamba.scan")})
     rows = []
     for (impl, mode, dtype, shape), t in ms.items():
-        if impl != "triton (ours)" or not t:
+        if impl != bench.OURS or not t:
             continue
         pytorch = [ms.get((other, mode, dtype, shape)) for other in torch_impls]
         pytorch = [p for p in pytorch if p]
@@ -478,7 +477,7 @@ def benchmark_rows(res: dict) -> list[dict]:
                 "shape": shape,
                 "ours_ms": t,
                 "pytorch_ms": min(pytorch) if pytorch else None,
-                "mamba_ssm_ms": bench.MAMBA_SSM_MS[(mode, dtype)][shapes.index(shape)],
+                "mamba_ssm_ms": ms.get((bench.MAMBA_SSM, mode, dtype, shape)),
                 "floor_ms": bench.floor_ms(res, shape, dtype, mode),
             }
         )
