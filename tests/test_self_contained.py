@@ -33,10 +33,6 @@ PATTERNS = [
     ("a dated log heading", re.compile(r"^#+ .*\b20\d\d-[01]\d-[0-3]\d\b", re.M)),
 ]
 
-#: Known hits, cleaned on another branch: the scan lists them but does not fail on them.
-#: Empty this tuple once that branch is merged.
-PENDING = ("kernels/selective_scan/", "notebooks/06")
-
 
 def _binary_key(key: str) -> bool:
     return key.startswith(("image/", "application/pdf", "video/", "audio/"))
@@ -111,12 +107,7 @@ def test_the_repository_speaks_for_itself():
         hits = scan_repository()
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.skip(f"not a git checkout: {e}")
-    pending = [h for h in hits if h.startswith(PENDING)]
-    if pending:
-        print(f"{len(pending)} known hit(s) under {PENDING}, cleaned on another branch:")
-        print("\n".join(pending))
-    failing = [h for h in hits if not h.startswith(PENDING)]
-    assert failing == [], "references to material outside the repository:\n" + "\n".join(failing)
+    assert hits == [], "references to material outside the repository:\n" + "\n".join(hits)
 
 
 # ---------------------------------------------------------------------------------- the scanner itself

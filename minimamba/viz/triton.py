@@ -19,7 +19,7 @@ from minimamba import committed
 from minimamba.viz import figure, show, with_static
 
 __all__ = [
-    "H200",
+    "GPU",
     "benchmark_rows",
     "block_layout",
     "block_layout_widget",
@@ -37,11 +37,27 @@ __all__ = [
     "source_paragraph",
 ]
 
-#: One NVIDIA H200 (SXM). Bandwidth: the device-to-device copy that kernels/selective_scan/bench.py measured
-#: on it, in the run of its committed results.json (the datasheet says 4.8 TB/s). fp32 FLOP/s: datasheet,
-#: without tensor cores. exp/s: 132 SMs × 16 results per clock (exp2f on compute capability 9.0, the CUDA C++
-#: Programming Guide's table of arithmetic instruction throughput) × 1.98 GHz (the H200's boost clock).
-H200 = {"bytes_per_s": committed.copy_bandwidth(), "flops_per_s": 67e12, "exps_per_s": 132 * 16 * 1.98e9}
+
+def _committed_device() -> str:
+    """The GPU of the committed benchmark, as bench.py named it ("NVIDIA H100 80GB HBM3, 132 SMs, ..."): its
+    first field."""
+    import json  # noqa: PLC0415
+
+    return json.loads(committed.kernel_results("selective_scan").read_text())["device"].split(",")[0]
+
+
+#: The GPU of the committed benchmark (kernels/selective_scan/results.json). Name and bandwidth: the device
+#: and the device-to-device copy that kernels/selective_scan/bench.py measured on it, in the same run as its
+#: timings. The rest holds for both Hopper cards, H100 SXM and H200 (132 SMs, 1.98 GHz boost clock, their
+#: datasheets): fp32 FLOP/s, datasheet, without tensor cores; exp/s: 132 SMs × 16 results per clock (exp2f on
+#: compute capability 9.0, the CUDA C++ Programming Guide's table of arithmetic instruction throughput) ×
+#: 1.98 GHz.
+GPU = {
+    "name": _committed_device(),
+    "bytes_per_s": committed.copy_bandwidth(),
+    "flops_per_s": 67e12,
+    "exps_per_s": 132 * 16 * 1.98e9,
+}
 
 #: FLOPs per (batch, channel, step, state) element of the selective scan besides the exponential:
 #: Δ·A (1), Δu·B (1), h = Ā h + B̄u (2), y += C h (2), rounded up to 7 for the Δ·u and the bookkeeping.
@@ -354,10 +370,11 @@ def plot_roofline(
     dtype_bytes: int = 4,
     res: dict | None = None,
 ) -> Figure:
-    """The H200 roofline (fp32, no tensor cores) with the unfused and fused selective-scan forward.
+    """The roofline of the benchmark's GPU (:data:`GPU`: fp32, no tensor cores) with the unfused and fused
+    selective-scan forward.
 
     Open circles: where each version could be at (batch, d_inner, L, N). Filled markers: the forward passes
-    measured on the H200 (``res``, bench.py's results.json; the committed one when None), every shape.
+    measured on that GPU (``res``, bench.py's results.json; the committed one when None), every shape.
     """
     if res is None:
         import json  # noqa: PLC0415
@@ -367,8 +384,8 @@ def plot_roofline(
         res = json.loads(committed.kernel_results("selective_scan").read_text())
     pts = roofline_points(batch, d_inner, L, N, dtype_bytes)
     intensity = np.logspace(-2, 3, 200)
-    bw, peak = H200["bytes_per_s"], H200["flops_per_s"]
-    exp_roof = H200["exps_per_s"] * pts["flops"] / pts["exps"]  # FLOP/s if the exponentials are the limit
+    bw, peak = GPU["bytes_per_s"], GPU["flops_per_s"]
+    exp_roof = GPU["exps_per_s"] * pts["flops"] / pts["exps"]  # FLOP/s if the exponentials are the limit
     fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
     ax.loglog(intensity, np.minimum(peak, bw * intensity) / 1e12, "k-", label="HBM and fp32 roofs")
     ax.axhline(exp_roof / 1e12, color="C3", ls=":", label="exp() roof (special-function units)")
@@ -392,7 +409,7 @@ def plot_roofline(
     ax.text(peak / bw * 1.1, 0.08, f"ridge {peak / bw:.0f} FLOP/byte", fontsize=8, color="0.4")
     ax.set_xlabel("arithmetic intensity (FLOP per byte of HBM traffic)")
     ax.set_ylabel("TFLOP/s")
-    ax.set_title(f"H200, selective-scan forward ({8 * dtype_bytes}-bit inputs), N = {N}")
+    ax.set_title(f"{GPU['name']}, selective-scan forward ({8 * dtype_bytes}-bit inputs), N = {N}")
     ax.legend(fontsize=8, loc="upper left")
     return fig
 
