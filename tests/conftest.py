@@ -18,7 +18,7 @@ def _seed():
 
 def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
-        skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run on the H200 with `pytest -m gpu`)")
+        skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run on one with `pytest -m gpu`)")
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip_gpu)

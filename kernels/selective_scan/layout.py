@@ -8,9 +8,9 @@ the copy costs bytes, except at short L, where the copy's launch costs more host
 neighbouring bytes.
 
 Both copies are small next to the scan's traffic (N/d_inner of it), but at short L the host time of each
-PyTorch op that makes one counts: a cast and a transpose of each of B and C are 2 to 4 ops, each a few
-tens of µs on the H200's host, where a forward and backward of the whole scan takes about 0.5 ms of GPU
-time. This kernel makes whichever the caller asks for, of both tensors, in one launch.
+PyTorch op that makes one counts: a cast and a transpose of each of B and C are 2 to 4 ops, each with its
+own host time (``profile.py --host``), where a forward and backward of the whole scan takes about 0.5 ms
+of GPU time (RESULTS.md). This kernel makes whichever the caller asks for, of both tensors, in one launch.
 """
 
 from __future__ import annotations

@@ -220,8 +220,8 @@ class EagerScan(torch.autograd.Function):
     Host time is what limits a short scan (at L = 512 the kernels take ~0.5 ms of GPU time for a forward
     and backward), and every input, output and autograd node costs some:
 
-    - ``torch.library.custom_op`` costs about 0.35 ms per call on the H200's host (torch 2.11, measured
-      with ``profile.py --host``), so eager calls come here; ``torch.compile`` still sees the custom op.
+    - ``torch.library.custom_op`` adds host time to every call (measure it with ``profile.py --host``),
+      so eager calls come here; ``torch.compile`` still sees the custom op.
     - B and C go to the kernels as the caller gave them, (batch, N, L) or (batch, groups, N, L): no view
       (a view outside would also make autograd record, and run, a node).
     - The forward's fp32 outputs (h_last, the saved states, B and C as the backward reads them) are one
