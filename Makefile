@@ -104,7 +104,8 @@ pytest-fast: $(STAMP)
 	$(BIN)/pytest -n $(NPROC) --dist loadfile -m "not slow and not browser" tests
 
 nbval: $(STAMP)
-	$(BIN)/pytest -n $(NPROC) --dist loadfile --nbval-lax --nbval-current-env notebooks
+	$(BIN)/pytest -n $(NPROC) --dist loadfile --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 
 # Execute every notebook in place, top to bottom, from a fresh kernel (outputs are committed).
 notebooks: $(STAMP)

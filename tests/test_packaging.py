@@ -293,10 +293,11 @@ def test_wheel_installed_outside_the_repository(tmp_path):
     info = subprocess.run([python, "-m", "minimamba", "info"], **run).stdout
     assert "torch" in info and "scan backends" in info
 
-    for name in ("06_triton_scan.ipynb", "08_synthetic_tasks.ipynb"):
+    for name in ("06_triton_scan.ipynb", "08_synthetic_tasks.ipynb", "nbval_sanitize.cfg"):
         shutil.copy(ROOT / "notebooks" / name, away / name)
+    nbval = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "nbval_sanitize.cfg"]
     proc = subprocess.run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env", "."],
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *nbval, "."],
         cwd=away,
         env=env,
         capture_output=True,

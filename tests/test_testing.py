@@ -50,3 +50,30 @@ def test_rel_error():
     assert rel_error(torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0])) == pytest.approx(1.0)
     assert rel_error(torch.tensor([1 + 1j]), torch.tensor([1 + 2j])) == pytest.approx(1 / 2**0.5)
     assert rel_error(torch.zeros(2), torch.zeros(2)) == 0.0
+
+
+def test_nbval_sanitizer_hides_only_the_measured_differences(capsys):
+    """notebooks/nbval_sanitize.cfg: two runs whose rounding differs print the same line once sanitized."""
+    import pathlib
+    import re
+
+    from nbval.plugin import get_sanitize_patterns
+
+    cfg = pathlib.Path(__file__).parents[1] / "notebooks" / "nbval_sanitize.cfg"
+    patterns = get_sanitize_patterns(cfg.read_text())
+    assert patterns, f"{cfg} holds no regex/replace pair nbval can read"
+
+    def sanitized(delta: float) -> str:
+        ref = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+        check_close("conv vs loop", ref, ref + delta, rtol=1e-12, atol=1e-12)
+        out = capsys.readouterr().out
+        for regex, replace in patterns:
+            out = re.sub(regex, replace, out)
+        return out
+
+    a, b = sanitized(2.22e-16), sanitized(4.44e-16)
+    assert a == b
+    assert "e-16" not in a  # the numbers are gone ...
+    assert a.startswith("✔ conv vs loop: max abs diff") and "(rtol 1e-12, atol 1e-12)" in a  # ... the rest stays
+    with pytest.raises(AssertionError):  # and a failing comparison still fails in the notebook
+        sanitized(1e-3)
