@@ -74,6 +74,8 @@ def test_nbval_sanitizer_hides_only_the_measured_differences(capsys):
     a, b = sanitized(2.22e-16), sanitized(4.44e-16)
     assert a == b
     assert "e-16" not in a  # the numbers are gone ...
-    assert a.startswith("✔ conv vs loop: max abs diff") and "(rtol 1e-12, atol 1e-12)" in a  # ... the rest stays
+    assert (
+        a.startswith("✔ conv vs loop: max abs diff") and "(rtol 1e-12, atol 1e-12)" in a
+    )  # ... the rest stays
     with pytest.raises(AssertionError):  # and a failing comparison still fails in the notebook
         sanitized(1e-3)
