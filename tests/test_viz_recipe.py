@@ -263,6 +263,8 @@ def test_no_runs_says_where_and_how(tmp_path, folders):
         recipe_table("sorting", folders["res"])
     with pytest.raises(FileNotFoundError, match="results_dir must be a folder"):
         load_recipe(tmp_path / "nowhere")
+    with pytest.raises(TypeError, match="results_dir must be a folder \\(str or Path\\), got int"):
+        load_recipe(3)
 
 
 def _edit(doc: dict, how: str) -> dict:

@@ -36,7 +36,6 @@ __all__ = [
     "RecipeRun",
     "load_recipe",
     "plot_recipe_extrapolation",
-    "recipe_cell",
     "recipe_table",
 ]
 
@@ -147,6 +146,8 @@ def load_recipe(
     none. Only names matching :data:`RECIPE_FILE` are read; such a file that does not hold what the script
     writes raises ValueError naming it.
     """
+    if not isinstance(results_dir, (str, Path)):
+        raise TypeError(f"results_dir must be a folder (str or Path), got {type(results_dir).__name__}")
     folder = Path(results_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"results_dir must be a folder, got {str(results_dir)!r}: no such folder")
@@ -178,7 +179,7 @@ def _percent(values: list[float]) -> float:
     return round(100 * sum(values) / len(values), 1)
 
 
-def recipe_cell(seeds: Mapping[int, RecipeRun], L: int) -> float | str:
+def _cell(seeds: Mapping[int, RecipeRun], L: int) -> float | str:
     """The accuracy % at test length ``L``, mean over the seeds that measured it; :data:`OOM` if every seed
     that reached ``L`` ran out of memory there; :data:`NOT_RUN` if none reached it."""
     found = [r.test[L] for r in seeds.values() if L in r.test]
@@ -230,7 +231,7 @@ def recipe_table(task: str, results_dir: str | Path = committed.RESULTS) -> list
         )
         for (L_train, model), seeds in runs.items():
             row = {"model": MODELS.get(model, model), "L train": L_train, **_run_cells(seeds)}
-            rows.append(row | {_length_label(L): recipe_cell(seeds, L) for L in lengths})
+            rows.append(row | {_length_label(L): _cell(seeds, L) for L in lengths})
         for name, accs in PAPER_TABLE11.items():
             row = {"model": f"paper: {name}", "L train": 256, **_PAPER_CELLS}
             cells = {
@@ -269,7 +270,7 @@ def plot_recipe_extrapolation(results_dir: str | Path = committed.RESULTS, paper
     for i, ((L_train, model), seeds) in enumerate(runs.items()):
         colour = _COLOURS.get(model, f"C{6 + i % 4}")
         label = MODELS.get(model, model) + (f", trained at {L_train}" if several else "") + " (ours)"
-        cells = {L: recipe_cell(seeds, L) for L in sorted({L for r in seeds.values() for L in r.test})}
+        cells = {L: _cell(seeds, L) for L in sorted({L for r in seeds.values() for L in r.test})}
         acc = {L: c for L, c in cells.items() if isinstance(c, float)}
         ax.plot(list(acc), list(acc.values()), "o-", color=colour, ms=4, label=label)
         oom = [L for L, c in cells.items() if c == OOM]
