@@ -28,6 +28,7 @@ from minimamba.tasks import TaskBatch, masked_accuracy, masked_loss
 __all__ = [
     "CPU_DEMO",
     "cpu_demo",
+    "cpu_demo_lstm",
     "evaluate",
     "last_logits",
     "load_results",
@@ -305,12 +306,8 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
     """
     from minimamba.config import MambaConfig  # noqa: PLC0415  (train.py itself works for any model)
     from minimamba.model import MambaLM  # noqa: PLC0415
-    from minimamba.tasks import induction_heads  # noqa: PLC0415
 
-    unknown = set(overrides) - set(CPU_DEMO)
-    if unknown:
-        raise ValueError(f"unknown CPU_DEMO keys {sorted(unknown)}; known: {sorted(CPU_DEMO)}")
-    c = {**CPU_DEMO, **overrides}
+    c = _demo_settings(overrides)
     torch.manual_seed(c["seed"])
     config = MambaConfig(
         d_model=c["d_model"],
@@ -320,7 +317,36 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
         selective=selective,
     )
     model = MambaLM(config)
-    hist = train(
+    return model, _demo_train(model, c, progress, "S6" if selective else "LTI")
+
+
+def cpu_demo_lstm(progress: bool = True, **overrides) -> tuple[nn.Module, dict]:
+    """Train an LSTM (:class:`minimamba.lstm.LSTMLM`) on the :data:`CPU_DEMO` task; return (model, history).
+
+    The same task, data stream, optimizer and steps as :func:`cpu_demo`; the model is the one
+    ``scripts/run_synthetic.py``'s paper recipe builds (``minimamba.language.make_config("lstm", ...)``: the
+    LSTM at twice the Mamba width, as the recipe's D = 128 against Mamba's 64), here 2 · ``d_model`` wide
+    with ``n_layer`` layers. ``d_state`` does not apply to it.
+    """
+    from minimamba.language import build, make_config  # noqa: PLC0415
+
+    c = _demo_settings(overrides)
+    torch.manual_seed(c["seed"])
+    model = build(make_config("lstm", c["vocab"], 2 * c["d_model"], c["n_layer"]))
+    return model, _demo_train(model, c, progress, "LSTM")
+
+
+def _demo_settings(overrides: dict) -> dict:
+    unknown = set(overrides) - set(CPU_DEMO)
+    if unknown:
+        raise ValueError(f"unknown CPU_DEMO keys {sorted(unknown)}; known: {sorted(CPU_DEMO)}")
+    return {**CPU_DEMO, **overrides}
+
+
+def _demo_train(model: nn.Module, c: dict, progress: bool, desc: str) -> dict:
+    from minimamba.tasks import induction_heads  # noqa: PLC0415
+
+    return train(
         model,
         functools.partial(induction_heads, L=c["L"], vocab=c["vocab"]),
         c["steps"],
@@ -334,9 +360,8 @@ def cpu_demo(selective: bool, progress: bool = True, **overrides) -> tuple[nn.Mo
         log_every=max(1, c["steps"] // 30),
         seed=c["seed"],
         progress=progress,
-        desc="S6" if selective else "LTI",
+        desc=desc,
     )
-    return model, hist
 
 
 def git_describe() -> str | None:

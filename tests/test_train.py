@@ -4,13 +4,23 @@ import copy
 import functools
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from minimamba.tasks import induction_heads, masked_loss, selective_copying
-from minimamba.train import CPU_DEMO, cpu_demo, evaluate, load_results, run_meta, save_results, train
+from minimamba.train import (
+    CPU_DEMO,
+    cpu_demo,
+    cpu_demo_lstm,
+    evaluate,
+    load_results,
+    run_meta,
+    save_results,
+    train,
+)
 
 
 class TinyLM(nn.Module):
@@ -204,3 +214,54 @@ def test_s6_beats_lti_on_induction_heads():
 def test_cpu_demo_rejects_unknown_settings():
     with pytest.raises(ValueError, match=r"unknown CPU_DEMO keys \['layers'\]"):
         cpu_demo(True, layers=3)
+    with pytest.raises(ValueError, match=r"unknown CPU_DEMO keys \['width'\]"):
+        cpu_demo_lstm(width=3)
+
+
+def test_cpu_demo_lstm_is_the_recipe_lstm_on_the_demo_stream():
+    """The LSTM of run_synthetic.py's recipe (width twice Mamba's), built here from LSTMConfig and trained
+    with a hand-written loop on the demo's data stream (a generator seeded with ``seed``): same parameters."""
+    import importlib.util  # noqa: PLC0415
+
+    from minimamba.lstm import LSTMLM, LSTMConfig  # noqa: PLC0415
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "run_synthetic.py"
+    spec = importlib.util.spec_from_file_location("run_synthetic", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ratio = script.MODELS["lstm"][1] // script.MODELS["s6"][1]
+    steps, seed = 5, 3
+    model, hist = cpu_demo_lstm(progress=False, steps=steps, seed=seed, eval_every=5, eval_size=8)
+    c = CPU_DEMO
+    torch.manual_seed(seed)
+    ref = LSTMLM(LSTMConfig(vocab_size=c["vocab"], d_model=ratio * c["d_model"], n_layer=c["n_layer"]))
+    assert isinstance(model, LSTMLM) and model.config == ref.config
+    opt = torch.optim.AdamW(ref.parameters(), lr=c["lr"], weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        b = induction_heads(c["batch"], c["L"], c["vocab"], generator=g)
+        loss = nn.functional.cross_entropy(ref(b.inputs)[b.mask], b.targets[b.mask])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt.step()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    assert sorted(hist["eval_accuracy"], key=int) == [str(L) for L in c["eval_lengths"]]
+
+
+@pytest.mark.slow
+def test_lstm_stays_at_chance_in_the_cpu_demo():
+    """Notebook 08's claim: with the demo's budget (300 steps) the LSTM learns only that the answer is one of
+    the vocab - 1 ordinary tokens (loss from about ln vocab to about ln(vocab - 1)), not which one (accuracy
+    near chance 1/7). Measured (seeds 0-3): accuracy <= 0.195 at every length and evaluation, last loss
+    within 0.01 of ln 7."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, h = cpu_demo_lstm(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert max(max(v) for v in h["eval_accuracy"].values()) < 0.3
+    assert abs(h["loss"][-1] - math.log(CPU_DEMO["vocab"] - 1)) < 0.05
+    assert h["loss"][0] - math.log(CPU_DEMO["vocab"] - 1) > 0.05

@@ -70,8 +70,14 @@ PAPER_TABLE11 = {
 
 
 def load_synthetic(results_dir: str | Path = RESULTS) -> dict[str, dict]:
-    """Every ``synthetic_<name>.json`` of ``results_dir`` as {name: {"config", "history", "meta"}}."""
-    files = sorted(Path(results_dir).glob("synthetic_*.json"))
+    """Every ``synthetic_<name>.json`` of ``results_dir`` as {name: {"config", "history", "meta"}}: the budget
+    runs. The paper-recipe files (``synthetic_<task><L>_<model>_seed<seed>.json``) are left to
+    :mod:`minimamba.viz.recipe`."""
+    from minimamba.viz.recipe import RECIPE_FILE  # noqa: PLC0415  (recipe imports this module)
+
+    files = [
+        f for f in sorted(Path(results_dir).glob("synthetic_*.json")) if not RECIPE_FILE.fullmatch(f.name)
+    ]
     if not files:
         raise FileNotFoundError(f"no synthetic_*.json in {results_dir}: run scripts/run_synthetic.py first")
     return {f.stem.removeprefix("synthetic_"): load_results(f) for f in files}
