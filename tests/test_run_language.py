@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minimamba import data
+from minimamba import data, language
 from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups, sample
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
@@ -92,6 +92,7 @@ def test_sample_is_deterministic_and_checks_its_arguments():
 
 def test_sweep_edge():
     edge = _script().sweep_edge
+    assert edge is language.sweep_edge  # the script reports with the function the analysis uses
     assert edge({1e-3: 2.1, 2e-3: 2.0, 4e-3: 1.9}) == 4e-3
     assert edge({1e-3: 1.8, 2e-3: 2.0, 4e-3: 1.9}) == 1e-3
     assert edge({1e-3: 2.1, 2e-3: 1.9, 4e-3: 2.0}) is None
