@@ -10,9 +10,9 @@ characters, a few peak learning rates each, and writes one JSON per run,
   of the sweep (:func:`minimamba.language.sweep_edge`);
 - :func:`scaling_table` / :func:`plot_scaling`: validation bits per character against parameters;
   :func:`plot_curves`: validation loss against characters seen or wall-clock seconds;
-- :func:`matched_ratio`: the paper's question "does Mamba match a Transformer twice its size?" (Mamba
-  §4.2 and Figure 4: "Mamba-3B ... matches Transformers twice its size"), answered by interpolation between
-  the sizes measured, never beyond them;
+- :func:`matched_ratio`: the paper's claim that Mamba "matches Transformers twice its size" (Gu & Dao 2023,
+  abstract, for Mamba-3B; the scaling laws of §4.2.1, Figure 4), asked of these runs: how many parameters
+  the reference family needs for the same loss, by interpolation between the sizes measured, never beyond;
 - :func:`samples_table`: the text each family generated, side by side.
 
 Pure functions return the numbers they plot, so that pytest checks what a reader sees.
@@ -167,7 +167,8 @@ def _order(family: str, params: float, *rest):
 
 
 def load_runs(folder: str | Path | None = None) -> list[Run]:
-    """Every ``language_*.json`` under ``folder`` (subfolders too, e.g. one per seed) as :class:`Run`s,
+    """Every ``language_*.json`` under ``folder`` (subfolders too: the file name holds no seed, so each seed
+    runs into a folder of its own, e.g. ``--out results/language/seed1``) as :class:`Run`s,
     ordered by family (as in ``FAMILIES``), parameters, seed and learning rate.
 
     ``folder``: default the committed ``results/language/`` (:func:`minimamba.committed.results_folder`).
@@ -272,7 +273,7 @@ def _finish(ax, fig, unigram_bpc) -> None:
     if unigram_bpc is not None:
         ax.axhline(unigram_bpc, color="0.5", ls="--", lw=1, label="unigram baseline")
     ax.tick_params(labelsize=_FONT)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=_FONT, frameon=False)
 
 
@@ -305,9 +306,7 @@ def plot_scaling(best: Iterable[Best], unigram_bpc: float | None = None) -> Figu
     ax.set_xlabel("parameters")
     ax.set_ylabel("validation bits per character")
     seeds = max(r["seeds"] for r in rows)
-    ax.set_title(
-        f"Shakespeare characters: best learning rate per size ({seeds} seed{'s' * (seeds > 1)}, line: mean)"
-    )
+    ax.set_title(f"best learning rate per size ({seeds} seed{'s' * (seeds > 1)}; line: mean)", fontsize=10)
     _finish(ax, fig, unigram_bpc)
     return fig
 
@@ -406,7 +405,7 @@ def matched_ratio(
         if need is None:
             reason = (
                 f"{family} at {size} reaches {_mean(bpcs):.4f} bpc, outside the {reference}'s measured range "
-                f"{lo:.4f}-{hi:.4f} bpc (sizes {', '.join(ref)}): no extrapolation"
+                f"{lo:.4f} to {hi:.4f} bpc (sizes {', '.join(ref)}): no extrapolation"
             )
         rows.append(
             {"size": size, "params": params, "bpc": _mean(bpcs), "reference_params": need,
