@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["RESULTS", "copy_bandwidth", "kernel_results", "results_file"]
+__all__ = ["RESULTS", "copy_bandwidth", "kernel_results", "results_file", "results_folder"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -27,6 +27,20 @@ def results_file(name: str) -> Path:
         raise FileNotFoundError(
             f"{name} is not in {RESULTS}: it ships with minimamba (a checkout of the repository or "
             "`pip install` of it); the scripts in scripts/ write it on a GPU"
+        )
+    return path
+
+
+def results_folder(name: str) -> Path:
+    """The path of the folder ``results/<name>/`` (``language``: the JSON of ``scripts/run_language.py``);
+    FileNotFoundError that says how it is made if it is missing."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"name must be the name of a folder in results/ (e.g. 'language'), got {name!r}")
+    path = RESULTS / name
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{name}/ is not in {RESULTS}: the scripts in scripts/ write it on a GPU "
+            f"(for language: scripts/run_language.py --out results/{name})"
         )
     return path
 

