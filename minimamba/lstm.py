@@ -1,4 +1,5 @@
-"""An LSTM language model (Hochreiter & Schmidhuber 1997), the recurrent baseline of notebook 12.
+"""An LSTM language model (Hochreiter & Schmidhuber 1997), the recurrent baseline of the
+language-modelling and synthetic-task comparisons.
 
 Mamba is a recurrence too: its state h_t is a fixed-size summary of the past, updated once per token. The
 LSTM is the classic recurrence with a *nonlinear*, input-dependent update, which is why it cannot be

@@ -1,4 +1,4 @@
-"""Tables and figures of notebook 12 (does it model language?): the runs of ``scripts/run_language.py``.
+"""Does it model language? Tables and figures of the runs of ``scripts/run_language.py``.
 
 The script trains four families (:data:`minimamba.language.FAMILIES`) at matched sizes on Shakespeare
 characters, a few peak learning rates each, and writes one JSON per run,
