@@ -428,10 +428,20 @@ def save_results(path: str | Path, history: dict, config, meta: dict | None = No
     return path
 
 
-def load_results(path: str | Path) -> dict:
-    """Read a file written by :func:`save_results`: a dict with "config", "history" and "meta"."""
-    doc = json.loads(Path(path).read_text())
-    missing = {"config", "history", "meta"} - set(doc)
+def load_results(path: str | Path, kind: str = "a results file") -> dict:
+    """Read a file written by :func:`save_results`: a dict whose "config", "history" and "meta" are dicts.
+
+    A file that is not JSON, or lacks one of the three, raises ValueError naming it as "not ``kind``".
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not {kind}: not JSON ({e})") from e
+    keys = ("config", "history", "meta")
+    missing = [k for k in keys if not isinstance(doc, dict) or not isinstance(doc.get(k), dict)]
     if missing:
-        raise ValueError(f"{path} is not a results file: missing keys {sorted(missing)}")
+        raise ValueError(
+            f'{path} is not {kind}: missing keys {missing} (expected "config", "history" and "meta" objects)'
+        )
     return doc

@@ -326,7 +326,7 @@ def test_malformed_files_are_named(out, tmp_path):
         "not JSON": "{not json",
         "config.family": json.dumps({**doc, "config": {**doc["config"], "family": "rnn"}}),
         "history lists": json.dumps({**doc, "history": {**doc["history"], "val_bpc": []}}),
-        "config, history and meta": json.dumps({"config": {}, "history": {}}),
+        '"config", "history" and "meta"': json.dumps({"config": {}, "history": {}}),
     }
     for i, (why, text) in enumerate(cases.items()):
         folder = tmp_path / f"bad{i}"

@@ -20,7 +20,6 @@ Pure functions return the numbers they plot, so that pytest checks what a reader
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from matplotlib.figure import Figure
 
 from minimamba import committed
 from minimamba.language import FAMILIES, sweep_edge
+from minimamba.train import load_results
 
 __all__ = [
     "Best",
@@ -109,14 +109,7 @@ def _parse(path: Path) -> Run:
     def bad(why: str) -> ValueError:
         return ValueError(f"{path} is not a run of scripts/run_language.py: {why}")
 
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise bad(f"not JSON ({e})") from e
-    if not isinstance(doc, dict) or not all(
-        isinstance(doc.get(k), dict) for k in ("config", "history", "meta")
-    ):
-        raise bad("expected an object with the objects config, history and meta")
+    doc = load_results(path, kind="a run of scripts/run_language.py")
     config, hist, meta = doc["config"], doc["history"], doc["meta"]
     if config.get("family") not in FAMILIES:
         raise bad(f"config.family must be one of {FAMILIES}, got {config.get('family')!r}")

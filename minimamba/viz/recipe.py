@@ -15,7 +15,6 @@ recorded; ``meta`` the device, steps, wall time and whether the run is ``done``)
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from minimamba import committed
+from minimamba.train import load_results
 from minimamba.viz.synthetic import PAPER_TABLE1, PAPER_TABLE11
 
 __all__ = [
@@ -81,14 +81,7 @@ def _read(path: Path, task: str, L: int, model: str, seed: int) -> RecipeRun:
     def bad(what: str) -> ValueError:
         return ValueError(f"{path} is not a paper-recipe result of scripts/run_synthetic.py: {what}")
 
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise bad(f"not JSON ({e})") from e
-    if not isinstance(doc, dict) or not all(
-        isinstance(doc.get(k), dict) for k in ("config", "history", "meta")
-    ):
-        raise bad('expected an object with "config", "history" and "meta" objects')
+    doc = load_results(path, kind="a paper-recipe result of scripts/run_synthetic.py")
     config, hist, meta = doc["config"], doc["history"], doc["meta"]
     for key, want in (("task", task), ("train_length", L), ("model", model), ("seed", seed)):
         if config.get(key) != want:
