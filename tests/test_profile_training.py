@@ -3,22 +3,14 @@ interpreter), one profiled step each; the JSON has what the GPU run will report.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from script_modules import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "profile_training", ROOT / "scripts" / "profile_training.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("profile_training")
 
 
 TINY = [

@@ -1,25 +1,19 @@
 """scripts/run_language.py in --smoke mode on a tiny fake corpus, resuming from a checkpoint, and the
 matched sizes and schedule of minimamba.language (closed forms checked against built models)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 
 from minimamba import language
 from minimamba.language import FAMILIES, SIZES, build, count, family_config, lr_at, param_groups, sample
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("run_language", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_language")
 
 
 def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):

@@ -3,25 +3,21 @@ stopping rule, out-of-memory at a test length), and minimamba.train.last_logits 
 model's cache vs one pass)."""
 
 import contextlib
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 
 from minimamba.language import build, make_config
 from minimamba.train import last_logits
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_synthetic.py"
 MODELS = ("s6", "lti", "lstm", "transformer")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("run_synthetic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_synthetic")
 
 
 def _tiny(script, out: Path, *extra: str) -> list[str]:
@@ -301,11 +297,7 @@ def test_one_million_tokens_gpu(tmp_path, model_name):
 
 
 def _probe():
-    path = SCRIPT.parent / "probe_induction_long.py"
-    spec = importlib.util.spec_from_file_location("probe_induction_long", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe_induction_long")
 
 
 def test_probe_computations_agree_and_needle_moves(tmp_path):

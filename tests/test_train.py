@@ -4,10 +4,10 @@ import copy
 import functools
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 from torch import nn
 
 from minimamba.tasks import induction_heads, masked_loss, selective_copying
@@ -221,14 +221,9 @@ def test_cpu_demo_rejects_unknown_settings():
 def test_cpu_demo_lstm_is_the_recipe_lstm_on_the_demo_stream():
     """The LSTM of run_synthetic.py's recipe (width twice Mamba's), built here from LSTMConfig and trained
     with a hand-written loop on the demo's data stream (a generator seeded with ``seed``): same parameters."""
-    import importlib.util  # noqa: PLC0415
-
     from minimamba.lstm import LSTMLM, LSTMConfig  # noqa: PLC0415
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "run_synthetic.py"
-    spec = importlib.util.spec_from_file_location("run_synthetic", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("run_synthetic")
     ratio = script.MODELS["lstm"][1] // script.MODELS["s6"][1]
     steps, seed = 5, 3
     model, hist = cpu_demo_lstm(progress=False, steps=steps, seed=seed, eval_every=5, eval_size=8)

@@ -2,13 +2,13 @@
 against the JSON read here, the matched-size ratio against the closed form of a constructed scaling law,
 the plotted data against the tables, and the errors."""
 
-import importlib.util
 import json
 import math
 import shutil
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 from minimamba import committed
 from minimamba.language import FAMILIES
@@ -24,14 +24,9 @@ from minimamba.viz.language import (
     scaling_table,
 )
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_language.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("run_language", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_language")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 (induction heads and selective copying, two seeds, an out-of-memory test length recorded by the script
 itself), each file read back here with json."""
 
-import importlib.util
 import json
 import re
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from script_modules import load_script
 
 from minimamba import committed
 from minimamba.viz.recipe import (
@@ -24,15 +24,11 @@ from minimamba.viz.recipe import (
 )
 from minimamba.viz.synthetic import PAPER_TABLE1, PAPER_TABLE11, load_synthetic
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_synthetic.py"
 BUDGET_FILES = ("synthetic_induction_s6.json", "synthetic_copy256_lti.json")  # the older format, committed
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("run_synthetic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_synthetic")
 
 
 def _run(script, out: Path, *argv: str) -> None:
