@@ -1,6 +1,7 @@
 """Notebook 12's analysis (minimamba.viz.language): real files of scripts/run_language.py --smoke read back
 against the JSON read here, the matched-size ratio against the closed form of a constructed scaling law,
-the plotted data against the tables, and the errors."""
+the plotted data against the tables (and, for a run held in memory, against the schedule's closed form and
+the histories given), and the errors."""
 
 import json
 import math
@@ -19,7 +20,9 @@ from minimamba.viz.language import (
     load_runs,
     matched_ratio,
     plot_curves,
+    plot_live,
     plot_scaling,
+    plot_schedule,
     samples_table,
     scaling_table,
 )
@@ -372,3 +375,75 @@ def test_bad_arguments():
         samples_table(best, "s", seed=7)
     with pytest.raises(ValueError, match="name must be the name of a folder"):
         committed.results_folder("../language")
+
+
+# ------------------------------------------------------------------------------------ a live run, in memory
+
+
+def test_schedule_plot_against_the_closed_form():
+    steps, peak, warmup = 50, 4e-3, 5
+    fig = plot_schedule(steps, peak, warmup)
+    (ax,) = fig.axes
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == list(range(1, steps + 1))
+    expected = [peak * s / warmup for s in range(1, warmup + 1)] + [
+        peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup))))
+        for s in range(warmup + 1, steps + 1)
+    ]
+    assert list(line.get_ydata()) == pytest.approx(expected, rel=1e-12)
+    assert max(line.get_ydata()) == pytest.approx(peak) and line.get_ydata()[-1] == pytest.approx(0.1 * peak)
+    assert list(ax.get_lines()[1].get_xdata()) == [warmup, warmup]  # the end of the warm-up, marked
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "learning rate"
+    assert all(t.get_fontsize() >= 9 for t in ax.get_xticklabels() + ax.get_yticklabels())
+
+
+def _live_history(start: float, n: int, every: int) -> dict:
+    train = [start - 0.01 * i for i in range(n)]
+    steps = list(range(0, n + 1, every))
+    return {"train_bpc": train, "step": steps, "val_bpc": [start + 1 - 0.01 * s for s in steps]}
+
+
+def test_live_plot_draws_the_histories_given():
+    hists = {"mamba": _live_history(5.0, 30, 10), "transformer++": _live_history(5.5, 30, 10)}
+    fig = plot_live(hists, {"unigram": 4.78, "bigram": 3.67}, title="t")
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for label, hist in hists.items():
+        train, val = lines[f"{label}, train batch"], lines[f"{label}, validation"]
+        assert list(train.get_xdata()) == list(range(1, 31)) and list(train.get_ydata()) == hist["train_bpc"]
+        assert list(val.get_xdata()) == hist["step"] and list(val.get_ydata()) == hist["val_bpc"]
+        assert train.get_color() == val.get_color()  # one colour per run
+    assert lines["mamba, train batch"].get_color() != lines["transformer++, train batch"].get_color()
+    assert (
+        list(lines["unigram"].get_ydata()) == [4.78, 4.78] and list(lines["bigram"].get_ydata()) == [3.67] * 2
+    )
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "bits per character" and ax.get_title() == "t"
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # beside the axes, off the data
+    assert len(plot_live({"a": _live_history(5.0, 3, 3)}).axes[0].get_lines()) == 2  # no baselines
+
+
+def test_live_and_schedule_bad_arguments():
+    good = _live_history(5.0, 10, 5)
+    with pytest.raises(TypeError, match="histories must be a dict"):
+        plot_live([good])
+    with pytest.raises(ValueError, match="histories must hold at least one run"):
+        plot_live({})
+    with pytest.raises(TypeError, match=r"histories\['a'\] must be a dict with the lists"):
+        plot_live({"a": {"train_bpc": [1.0]}})
+    with pytest.raises(ValueError, match=r"histories\['a'\]: train_bpc must be non-empty"):
+        plot_live({"a": {**good, "val_bpc": good["val_bpc"][:-1]}})
+    with pytest.raises(ValueError, match="must hold numbers"):
+        plot_live({"a": {**good, "train_bpc": ["x"]}})
+    with pytest.raises(TypeError, match="baselines must be a dict"):
+        plot_live({"a": good}, baselines=[4.0])
+    with pytest.raises(ValueError, match="baselines must map names to positive numbers"):
+        plot_live({"a": good}, baselines={"unigram": -1.0})
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        plot_schedule(0, 1e-3, 0)
+    with pytest.raises(ValueError, match="warmup must be an int in"):
+        plot_schedule(10, 1e-3, 10)
+    with pytest.raises(ValueError, match="peak must be a positive number"):
+        plot_schedule(10, 0.0, 1)
+    with pytest.raises(ValueError, match="final_frac"):
+        plot_schedule(10, 1e-3, 1, final_frac=2)

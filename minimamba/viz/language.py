@@ -13,7 +13,9 @@ characters, a few peak learning rates each, and writes one JSON per run,
 - :func:`matched_ratio`: the paper's claim that Mamba "matches Transformers twice its size" (Gu & Dao 2023,
   abstract, for Mamba-3B; the scaling laws of §4.2.1, Figure 4), asked of these runs: how many parameters
   the reference family needs for the same loss, by interpolation between the sizes measured, never beyond;
-- :func:`samples_table`: the text each family generated, side by side.
+- :func:`samples_table`: the text each family generated, side by side;
+- :func:`plot_schedule` and :func:`plot_live`: the learning-rate schedule, and the curves of a short run
+  trained in memory (notebook 12's CPU run), which writes no file.
 
 Pure functions return the numbers they plot, so that pytest checks what a reader sees.
 """
@@ -29,7 +31,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from minimamba import committed
-from minimamba.language import FAMILIES, sweep_edge
+from minimamba.language import FAMILIES, lr_at, sweep_edge
 from minimamba.train import load_results
 
 __all__ = [
@@ -39,7 +41,9 @@ __all__ = [
     "load_runs",
     "matched_ratio",
     "plot_curves",
+    "plot_live",
     "plot_scaling",
+    "plot_schedule",
     "samples_table",
     "scaling_table",
 ]
@@ -451,3 +455,94 @@ def samples_table(best: Iterable[Best], size: str, width: int = 28, seed: int | 
         lines.append(" | ".join((body[k] if k < len(body) else "").ljust(w) for _, body in columns).rstrip())
     top = [] if prompt is None else [f"prompt (each column continues it): {prompt!r}", ""]
     return "\n".join(top + lines)
+
+
+# ------------------------------------------------------------------------------------ a live run, in memory
+
+
+def plot_schedule(steps: int, peak: float, warmup: int, final_frac: float = 0.1) -> Figure:
+    """The learning rate of every step 1..``steps`` (:func:`minimamba.language.lr_at`): linear warm-up over
+    ``warmup`` steps to ``peak``, then cosine decay to ``final_frac · peak``; the warm-up's end is marked."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < steps:
+        raise ValueError(f"warmup must be an int in [0, steps) = [0, {steps}), got {warmup!r}")
+    if not (_number(peak) and math.isfinite(peak) and peak > 0):
+        raise ValueError(f"peak must be a positive number, got {peak!r}")
+    if not (_number(final_frac) and 0 <= final_frac <= 1):
+        raise ValueError(f"final_frac must be a number in [0, 1], got {final_frac!r}")
+    xs = list(range(1, steps + 1))
+    fig, ax = plt.subplots(figsize=(7, 2.8), layout="constrained")
+    ax.plot(xs, [lr_at(s, steps, peak, warmup, final_frac) for s in xs], "-", color="C0", lw=1.8)
+    ax.axvline(warmup, color="0.5", ls=":", lw=1)
+    ax.annotate(
+        "end of warm-up", (warmup, 0.5 * peak), xytext=(6, 0), textcoords="offset points", fontsize=_FONT
+    )
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_ylim(0, 1.08 * peak)
+    ax.set_title(
+        f"warm-up {warmup} steps to {peak:g}, cosine decay to {final_frac:g} of it at step {steps}",
+        fontsize=10,
+    )
+    ax.tick_params(labelsize=_FONT)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+_LIVE_KEYS = ("train_bpc", "step", "val_bpc")
+
+
+def _check_history(label, hist) -> None:
+    if not isinstance(hist, dict) or not all(isinstance(hist.get(k), list) for k in _LIVE_KEYS):
+        raise TypeError(f"histories[{label!r}] must be a dict with the lists {_LIVE_KEYS}")
+    if not hist["train_bpc"] or not hist["step"] or len(hist["step"]) != len(hist["val_bpc"]):
+        raise ValueError(
+            f"histories[{label!r}]: train_bpc must be non-empty and step, val_bpc of one non-zero length, got "
+            f"{[len(hist[k]) for k in _LIVE_KEYS]}"
+        )
+    if not all(_number(v) for k in _LIVE_KEYS for v in hist[k]):
+        raise ValueError(f"histories[{label!r}]: the lists {_LIVE_KEYS} must hold numbers")
+
+
+def plot_live(
+    histories: dict[str, dict], baselines: dict[str, float] | None = None, title: str | None = None
+) -> Figure:
+    """Training and validation bits per character of runs held in memory, against the step.
+
+        ``histories``: {label: history}; a history holds ``train_bpc`` (the training batch's loss at steps 1, 2,
+        …), ``step`` (the steps where the validation set was scored, 0 for before training) and ``val_bpc``
+        (the scores there). Each run's training curve is drawn thin, its validation scores with markers in the
+        same colour. ``baselines``: {name: bpc}, each a grey horizontal line (dashed, dotted, dash-dotted in turn),
+    e.g. the unigram model's.
+    """
+    if not isinstance(histories, dict):
+        raise TypeError(f"histories must be a dict {{label: history}}, got {type(histories).__name__}")
+    if not histories:
+        raise ValueError("histories must hold at least one run, got an empty dict")
+    for label, hist in histories.items():
+        _check_history(label, hist)
+    baselines = {} if baselines is None else baselines
+    if not isinstance(baselines, dict):
+        raise TypeError(f"baselines must be a dict {{name: bpc}} or None, got {type(baselines).__name__}")
+    if not all(_number(v) and math.isfinite(v) and v > 0 for v in baselines.values()):
+        raise ValueError(f"baselines must map names to positive numbers of bits, got {baselines!r}")
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for i, (label, hist) in enumerate(histories.items()):
+        steps = range(1, len(hist["train_bpc"]) + 1)
+        ax.plot(
+            steps, hist["train_bpc"], "-", color=f"C{i}", lw=0.8, alpha=0.45, label=f"{label}, train batch"
+        )
+        ax.plot(
+            hist["step"], hist["val_bpc"], "o-", color=f"C{i}", ms=4, lw=1.6, label=f"{label}, validation"
+        )
+    for k, (name, value) in enumerate(baselines.items()):
+        ax.axhline(value, color="0.4", ls=("--", ":", "-.")[k % 3], lw=1, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per character")
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=_FONT)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=_FONT, frameon=False)
+    return fig
