@@ -5,8 +5,8 @@ Families (``FAMILIES``): ``mamba`` (:class:`~minimamba.model.MambaLM`), ``mamba-
 (:class:`~minimamba.transformer.TransformerPP`) and ``lstm`` (:class:`~minimamba.lstm.LSTMLM`).
 
 Matching (:func:`family_config`): each family has a preferred depth per size (``DEPTHS``; Mamba has
-twice the Transformer's layers as in the paper's pairs, §4.2 and App. E.2.1, since two Mamba blocks hold
-about the parameters of one attention + MLP block); the width (a multiple of 8) and a depth within ±25 %
+twice the Transformer's layers as in the paper's pairs: §3.4 uses two Mamba blocks for the 12D² parameters of
+one attention + MLP layer); the width (a multiple of 8) and a depth within ±25 %
 of the preferred one are picked to land closest to the target count. The counts come from the closed
 forms (``param_count``, ``tpp_param_count``, ``lstm_param_count``), no model is built. At a character
 vocabulary the embedding is under 2 % of any of these models, so the matched counts are those of the

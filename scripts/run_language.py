@@ -1,7 +1,7 @@
 """Does it model language? Mamba, Mamba LTI, Transformer++ and an LSTM on Shakespeare, characters, matched sizes.
 
-The paper's language-modelling comparison (§4.2, Figure 4: the Pile, 125M-1.3B parameters, GPT-NeoX
-tokens) is far beyond this project's GPU minutes. This script runs the same kind of comparison small: the
+The paper's language-modelling comparison (§4.2, Figure 4: the Pile, BPE tokens, 125M-1.3B
+parameters) is far beyond this project's GPU minutes. This script runs the same kind of comparison small: the
 Shakespeare corpus of :mod:`minimamba.data` at the character level, four families at parameter-matched
 sizes from 0.5M to 20M (:mod:`minimamba.language`), each with the same data order (one seed), context,
 tokens seen and schedule (App. E.2's recipe scaled down: AdamW β = (0.9, 0.95), weight decay 0.1,
