@@ -11,7 +11,7 @@ Validation loss is measured in bits per character on a fixed set of windows of t
     PYTHONPATH=. python scripts/run_language.py --data ~/.cache/minimamba/shakespeare --out results/language
     PYTHONPATH=. python scripts/run_language.py --smoke --data DIR --out smoke-runs     # every family, CPU
 
-Every run writes ``<out>/language_<size>_<family>_lr<lr>.json`` (minimamba.train.save_results: config,
+Every run writes ``<out>/language_<size>_<family>_lr<lr>_seed<seed>.json`` (minimamba.train.save_results: config,
 history of step / tokens / wall seconds / lr / train loss / val bpc, meta with device, versions, command)
 after each evaluation, and a checkpoint ``<out>/checkpoints/<run>.pt`` every ``--ckpt-every`` steps;
 ``--resume`` continues each unfinished run from its checkpoint and skips the finished ones.
@@ -58,8 +58,9 @@ SMOKE = {
 SAMPLE_PROMPT = "FIRST WITCH.\nWhen shall we three meet again\n"
 
 
-def run_name(size: str, family: str, lr: float) -> str:
-    return f"language_{size}_{family.replace('+', 'p')}_lr{lr:g}"
+def run_name(size: str, family: str, lr: float, seed: int) -> str:
+    """The file name of a run (without suffix): a second seed writes files of its own beside the first's."""
+    return f"language_{size}_{family.replace('+', 'p')}_lr{lr:g}_seed{seed}"
 
 
 @torch.no_grad()
@@ -92,7 +93,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
 
     train_ids, val_ids, vocab, corpus_meta = corpus
     out = Path(args.out)
-    name = run_name(size, family, lr)
+    name = run_name(size, family, lr, args.seed)
     ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out / "checkpoints"
     path, ckpt_path = out / f"{name}.json", ckpt_dir / f"{name}.pt"
     if args.resume and path.exists() and load_results(path)["meta"].get("done"):

@@ -23,7 +23,9 @@ def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
     assert len(files) == len(FAMILIES)
     smallest = next(iter(SIZES))
     for family in FAMILIES:
-        doc = json.loads((out / f"language_{smallest}_{family.replace('+', 'p')}_lr0.001.json").read_text())
+        doc = json.loads(
+            (out / f"language_{smallest}_{family.replace('+', 'p')}_lr0.001_seed0.json").read_text()
+        )
         config, hist, meta = doc["config"], doc["history"], doc["meta"]
         assert config["family"] == family and config["size"] == smallest and config["lr"] == 0.001
         assert config["n_params"] == count(
@@ -46,7 +48,7 @@ def test_keep_checkpoints_and_ckpt_dir(corpus_dir, tmp_path):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     args = ["--smoke", "--families", "mamba", "--data", str(corpus_dir), "--no-progress"]
     _script().main([*args, "--out", str(out), "--ckpt-dir", str(ckpt), "--keep-checkpoints"])
-    assert [p.name for p in ckpt.glob("*.pt")] == ["language_0.5M_mamba_lr0.001.pt"]
+    assert [p.name for p in ckpt.glob("*.pt")] == ["language_0.5M_mamba_lr0.001_seed0.pt"]
     assert not (out / "checkpoints").exists()
 
 
@@ -79,7 +81,7 @@ def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
     script.main([*common, "--out", str(whole)])
     split = tmp_path / "split"
     script.main([*common, "--out", str(split), "--stop-after", "4"])  # interrupted after step 4
-    name = "language_0.5M_lstm_lr0.001"
+    name = "language_0.5M_lstm_lr0.001_seed0"
     first = json.loads((split / f"{name}.json").read_text())
     assert first["history"]["step"] == [3] and first["meta"]["done"] is False
     assert torch.load(split / "checkpoints" / f"{name}.pt", weights_only=False)["step"] == 4

@@ -35,7 +35,8 @@ def _script():
 @pytest.fixture(scope="module")
 def out(corpus_dir, tmp_path_factory):
     """One smoke sweep, run once: mamba and lstm at lr 1e-3; lstm also at 2e-3, 4e-3 and at 8e-3 stopped
-    after 4 of its 6 steps (unfinished); lstm at 1e-3 with seed 1 in a subfolder."""
+    after 4 of its 6 steps (unfinished); lstm at 1e-3 with seed 1, in the same folder
+    and with --resume (the finished seed-0 run must not count as this one)."""
     folder = tmp_path_factory.mktemp("results") / "language"
     main = _script().main
     common = ["--smoke", "--data", str(corpus_dir), "--no-progress"]
@@ -45,7 +46,7 @@ def out(corpus_dir, tmp_path_factory):
     assert (
         main([*common, "--families", "lstm", "--lrs", "8e-3", "--stop-after", "4", "--out", str(folder)]) == 0
     )
-    assert main([*common, "--families", "lstm", "--seed", "1", "--out", str(folder / "seed1")]) == 0
+    assert main([*common, "--families", "lstm", "--seed", "1", "--resume", "--out", str(folder)]) == 0
     return folder
 
 

@@ -2,7 +2,7 @@
 
 The script trains four families (:data:`minimamba.language.FAMILIES`) at matched sizes on Shakespeare
 characters, a few peak learning rates each, and writes one JSON per run,
-``language_<size>_<family>_lr<lr>.json`` (:func:`minimamba.train.save_results`). Here:
+``language_<size>_<family>_lr<lr>_seed<seed>.json`` (:func:`minimamba.train.save_results`). Here:
 
 - :func:`load_runs` reads a folder of them (the committed ``results/language/`` by default) into
   :class:`Run` records; :func:`best_runs` keeps, per family, size and seed, the finished run of lowest final
@@ -164,9 +164,8 @@ def _order(family: str, params: float, *rest):
 
 
 def load_runs(folder: str | Path | None = None) -> list[Run]:
-    """Every ``language_*.json`` under ``folder`` (subfolders too: the file name holds no seed, so each seed
-    runs into a folder of its own, e.g. ``--out results/language/seed1``) as :class:`Run`s,
-    ordered by family (as in ``FAMILIES``), parameters, seed and learning rate.
+    """Every ``language_*.json`` under ``folder`` (subfolders too) as :class:`Run`s, ordered by family (as
+    in ``FAMILIES``), parameters, seed and learning rate.
 
     ``folder``: default the committed ``results/language/`` (:func:`minimamba.committed.results_folder`).
     A file that is not such a run raises ValueError naming it; so do two files of the same family, size,
