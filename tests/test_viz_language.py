@@ -1,4 +1,4 @@
-"""Notebook 12's analysis (minimamba.viz.language): real files of scripts/run_language.py --smoke read back
+"""Notebook 12's analysis (minimamba.language_runs and minimamba.viz.language): real files of scripts/run_language.py --smoke read back
 against the JSON read here, the matched-size ratio against the closed form of a constructed scaling law,
 the plotted data against the tables (and, for a run held in memory, against the schedule's closed form and
 the histories given), and the errors."""
@@ -13,12 +13,8 @@ from script_modules import load_script
 
 from minimamba import committed
 from minimamba.language import FAMILIES
+from minimamba.language_runs import Best, Run, best_runs, load_runs, matched_ratio
 from minimamba.viz.language import (
-    Best,
-    Run,
-    best_runs,
-    load_runs,
-    matched_ratio,
     plot_curves,
     plot_live,
     plot_scaling,
