@@ -25,12 +25,32 @@ matmul (no autograd.Function to trace): the compiler's partitioner chooses what 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["conv_x_proj", "conv_x_proj_ref", "recompute_conv", "recomputed"]
+__all__ = ["conv_x_proj", "conv_x_proj_ref", "recompute_conv", "recomputed", "saved_tensors_hooks"]
+
+
+_ENCLOSING: contextvars.ContextVar[tuple[Callable, Callable] | None] = contextvars.ContextVar(
+    "minimamba_saved_tensors_hooks", default=None
+)
+
+
+@contextlib.contextmanager
+def saved_tensors_hooks(pack: Callable, unpack: Callable):
+    """``torch.autograd.graph.saved_tensors_hooks(pack, unpack)`` that a :func:`recomputed` opened inside
+    passes on to. PyTorch applies only the innermost pair of hooks: a tensor saved inside a ``recomputed``
+    context reaches ``pack`` only through ``recomputed`` (``minimamba.memory.saved_for_backward`` counts
+    through it)."""
+    token = _ENCLOSING.set((pack, unpack))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield
+    finally:
+        _ENCLOSING.reset(token)
 
 
 @contextlib.contextmanager
@@ -39,33 +59,40 @@ def recomputed(t: Tensor, recompute: Callable[[], Tensor]):
     and the backward calls ``recompute()`` (without grad) when it needs the values: ``t``'s memory is freed
     once the forward no longer holds it. ``recompute`` must give the same values and must not hold ``t``.
 
-    Other saved tensors are stored as usual. (``torch.autograd.graph.saved_tensors_hooks``: the pack hook
-    runs for every tensor an operation saves, the unpack hook when the backward reads it.)
+    Other saved tensors go to the enclosing ``recomputed`` or :func:`saved_tensors_hooks` if there is one,
+    and are stored as usual otherwise: ``recomputed(u, ...)`` around ``recomputed(delta, ...)`` recomputes
+    both. (``torch.autograd.graph.saved_tensors_hooks``: the pack hook runs for every tensor an operation
+    saves, the unpack hook when the backward reads it; only the innermost pair runs, hence the hand-over.)
     """
     key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)  # not t itself: that would keep it alive
+    outer = _ENCLOSING.get()
 
     def pack(saved: Tensor):
         if (saved.data_ptr(), saved.shape, saved.stride(), saved.dtype, saved.device) == key:
-            return _Recipe(recompute)
-        return saved
+            return _Recipe(recompute, key[4].type)
+        return saved if outer is None else outer[0](saved)
 
     def unpack(packed):
-        if isinstance(packed, _Recipe):  # the dtypes the recipe names, whatever autocast says in the backward
-            with torch.no_grad(), torch.autocast(key[4].type, enabled=False):
-                return packed.recompute()
-        return packed
+        if isinstance(packed, _Recipe):  # this context's or an enclosing one's
+            return packed.run()
+        return packed if outer is None else outer[1](packed)
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+    with saved_tensors_hooks(pack, unpack):
         yield
 
 
 class _Recipe:
-    """A saved tensor stored as the function that recomputes it."""
+    """A saved tensor stored as the function that recomputes it (on a device of type ``device_type``)."""
 
-    __slots__ = ("recompute",)
+    __slots__ = ("device_type", "recompute")
 
-    def __init__(self, recompute: Callable[[], Tensor]):
-        self.recompute = recompute
+    def __init__(self, recompute: Callable[[], Tensor], device_type: str):
+        self.recompute, self.device_type = recompute, device_type
+
+    def run(self) -> Tensor:
+        # the dtypes the recipe names, whatever autocast says in the backward
+        with torch.no_grad(), torch.autocast(self.device_type, enabled=False):
+            return self.recompute()
 
 
 def recompute_conv(x: Tensor, conv_w: Tensor, conv_b: Tensor | None) -> Callable[[], Tensor]:

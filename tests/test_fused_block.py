@@ -92,6 +92,31 @@ def test_recomputed_frees_the_saved_tensor_and_recomputes_it(hooked):
     assert len(calls) == (2 if hooked else 0)
 
 
+def test_nested_recomputed_recomputes_both():
+    """Two ``recomputed`` contexts, one inside the other (as ``MambaMixer._forward_fused`` opens them for u
+    and Δ): PyTorch runs only the innermost saved-tensor hooks, so the inner context must hand the outer
+    one's tensor on; both die after the forward and each is recomputed once per use."""
+    a = torch.randn(5, requires_grad=True)
+    calls = []
+
+    def recipe(name, k):
+        def recompute():
+            calls.append(name)
+            return a.detach() * k
+
+        return recompute
+
+    u, v = a * 2, a * 3
+    with recomputed(u, recipe("u", 2)), recomputed(v, recipe("v", 3)):
+        loss = (u * u).sum() + (v * v).sum()
+    refs = weakref.ref(u), weakref.ref(v)
+    del u, v
+    assert [r() is None for r in refs] == [True, True]
+    loss.backward()
+    check_close("grad", 26 * a.detach(), a.grad, rtol=1e-6, atol=0)  # d/da (4a² + 9a²)
+    assert sorted(calls) == ["u", "u", "v", "v"]
+
+
 def test_mixer_fused_equals_readable():
     cfg = MambaConfig(**TINY)
     mixer = MambaMixer(cfg)
