@@ -136,14 +136,20 @@ class MambaMixer(nn.Module):
         delta, B, C = self.ssm_inputs(x)
         A = -torch.exp(self.A_log.to(_state_dtype(x)))  # (d_inner, N), negative
         out = selective_scan(
-            x, delta, A, B, C, self.D, z=z, delta_softplus=True, return_last_state=cache is not None, h0=h0
-        )
+            x, delta, A, B, C, self.D, z=z, delta_softplus=True, return_last_state=cache is not None, h0=h0,
+            backend=self.scan_backend,
+        )  # fmt: skip
         if cache is not None:
             y, h_last = out
             cache.ssm_state.copy_(h_last)  # (batch, d_inner, N)
         else:
             y = out  # (batch, d_inner, L), already gated by SiLU(z)
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
+
+    #: Which selective scan ``forward`` calls (``minimamba.scan.selective_scan``'s ``backend``): "auto" takes
+    #: the Triton kernel on a GPU and the chunked PyTorch scan on a CPU; "triton" on a CPU runs the kernel
+    #: in Triton's interpreter (tiny shapes: tests, notebook 07's memory count).
+    scan_backend: str = "auto"
 
     #: How ``forward`` runs over a whole sequence without a cache (training): True takes the fused path
     #: (:meth:`_forward_fused`; on CPU through Triton's interpreter: tests), None picks it on a CUDA GPU,
@@ -170,8 +176,9 @@ class MambaMixer(nn.Module):
         A = -torch.exp(self.A_log.to(_state_dtype(u)))  # (d_inner, N)
         if torch.compiler.is_compiling():  # the compiler decides what to save
             y = selective_scan(
-                u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
-            )
+                u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
+                backend=self.scan_backend,
+            )  # fmt: skip
         else:
             w_dt, dt_, dtype = self.dt_proj.weight.detach(), dt.detach(), delta.dtype  # not delta itself
             with (
@@ -179,8 +186,9 @@ class MambaMixer(nn.Module):
                 recomputed(delta, lambda: torch.matmul(w_dt.to(dtype), dt_.to(dtype))),
             ):
                 y = selective_scan(
-                    u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
-                )  # (batch, d_inner, L), gated
+                    u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
+                    backend=self.scan_backend,
+                )  # (batch, d_inner, L), gated  # fmt: skip
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
 
     #: How ``step`` runs: None picks the fused Triton kernels on a CUDA GPU (``fused_step_here``), True

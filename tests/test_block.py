@@ -74,6 +74,25 @@ def test_forward_matches_loop(selective, L):
         check_close("mixer vs loop", _mixer_loop(m, hidden), m(hidden), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["ref", "blelloch", "triton"])
+def test_scan_backend_is_the_scan_forward_calls(backend):
+    """MambaMixer.scan_backend reaches selective_scan: every backend gives the loop's output (fp64; Triton
+    in fp32 through its interpreter), and a name no backend has is refused by name."""
+    m = _mixer(True, bias=True)
+    _perturb(m)
+    hidden = torch.randn(2, 7, 8, dtype=torch.float64)
+    with torch.no_grad():
+        ref = _mixer_loop(m, hidden)
+        if backend == "triton":
+            m, hidden, ref = m.float(), hidden.float(), ref.float()
+        m.scan_backend = backend
+        tol = dict(rtol=1e-5, atol=1e-6) if backend == "triton" else dict(rtol=1e-10, atol=1e-12)
+        check_close(f"mixer ({backend} scan) vs loop", ref, m(hidden), **tol)
+        m.scan_backend = "no-such-scan"
+        with pytest.raises(ValueError, match="no-such-scan"):
+            m(hidden)
+
+
 @pytest.mark.parametrize("selective", [True, False])
 def test_causal(selective):
     """Changing token t changes no output before t (the conv and the scan)."""
