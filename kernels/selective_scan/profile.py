@@ -33,7 +33,7 @@ from minimamba.testing import rel_error
 from . import bwd as kbwd
 from . import fast_launch
 from . import fwd as kfwd
-from .bench import DTYPES, ORDER, SHAPES, make_inputs, ours
+from .bench import DTYPES, MAMBA_SSM, ORDER, SHAPES, make_inputs, ours, peers
 from .layout import bc_layouts
 from .op import selective_scan_fn
 
@@ -64,8 +64,10 @@ def kernels_alone(shape, dname):
         )
 
 
-def _calls(shape, dname):
-    """The inputs, and one eager call of selective_scan_fn: forward under no_grad, forward + backward."""
+def _calls(shape, dname, scan=None):
+    """The inputs, and one eager call of ``scan`` (f(u, delta, A, B, C, D, z, delta_bias), softplus on Δ;
+    default: ours): forward under no_grad, forward + backward."""
+    scan = scan or ours
     x = make_inputs(shape, DTYPES[dname])
     args = [x[k] for k in ORDER]
     leaves = [a.detach().requires_grad_() for a in args]
@@ -73,10 +75,10 @@ def _calls(shape, dname):
 
     def fwd():
         with torch.no_grad():
-            return selective_scan_fn(*args, delta_softplus=True)
+            return scan(*args)
 
     def fwd_bwd():
-        return torch.autograd.grad(selective_scan_fn(*leaves, delta_softplus=True), leaves, dy)
+        return torch.autograd.grad(scan(*leaves), leaves, dy)
 
     return x, fwd, fwd_bwd
 
@@ -95,13 +97,24 @@ def _per_call(fn, n):
     return host, (time.perf_counter() - t0) / n
 
 
-def breakdown(shape, dname):
-    """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead)."""
+def breakdown(shape, dname, peer=False):
+    """Each CUDA kernel of one call (torch.profiler), and the host time of a call (launch overhead); with
+    ``peer``, the same for mamba_ssm's ``selective_scan_fn`` (when it imports) after ours."""
     from torch.profiler import ProfilerActivity, profile
 
-    _, fwd, fwd_bwd = _calls(shape, dname)
+    scans = {"ours": ours}
+    if peer:
+        found, missing, _ = peers()
+        if MAMBA_SSM in found:
+            scans["mamba_ssm"] = found[MAMBA_SSM]
+        else:
+            print(f"mamba_ssm: {missing[MAMBA_SSM]}")
+    calls = []
+    for who, scan in scans.items():
+        _, fwd, fwd_bwd = _calls(shape, dname, scan)
+        calls += [(f"{who} fwd", fwd), (f"{who} fwd+bwd", fwd_bwd)]
 
-    for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+    for name, fn in calls:
         host, total = (t * 1e3 for t in _per_call(fn, 20))
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             fn()
@@ -316,6 +329,7 @@ def main(argv=None):
     p.add_argument("--shape", type=int, nargs=4, default=(8, 1536, 2048, 16))
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
     p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--peer", action="store_true", help="with --breakdown: mamba_ssm's scan too")
     p.add_argument("--host", action="store_true", help="host (Python, launch) time per call")
     p.add_argument("--ours", action="store_true", help="selective_scan_fn at the benchmark's shapes")
     p.add_argument("--floor", action="store_true", help="host time of a no-op autograd.Function")
@@ -337,7 +351,9 @@ def main(argv=None):
         return ours_only()
     if a.floor:
         return autograd_floor()
-    (host if a.host else breakdown if a.breakdown else kernels_alone)(tuple(a.shape), a.dtype)
+    if a.breakdown:
+        return breakdown(tuple(a.shape), a.dtype, peer=a.peer)
+    (host if a.host else kernels_alone)(tuple(a.shape), a.dtype)
 
 
 if __name__ == "__main__":
