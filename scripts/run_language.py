@@ -21,8 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
+import os
 import shlex
+import signal
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,6 +92,120 @@ def _save_atomic(obj, path: Path) -> None:
     tmp.replace(path)
 
 
+def train_step(model, opt, batch, vocab_size: int, device, autocast, grad_clip: float) -> torch.Tensor:
+    """One optimizer step on ``batch`` (inputs, targets); returns the loss, detached, on the device."""
+    x, y = (t.to(device, non_blocking=True) for t in batch)
+    with autocast():
+        logits = model(x)
+    loss = cross_entropy(logits, y, vocab_size)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.detach()
+
+
+def _autocast(device, fp32: bool):
+    """A context-manager factory: bf16 autocast on CUDA unless ``fp32``, else nothing."""
+    if device.type == "cuda" and not fp32:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def time_steps(args, corpus) -> Path:
+    """Time ``args.time_steps`` optimizer steps of every (size, family) alone on the device (after 5 warm-up
+    steps; synchronized wall clock, median of the steps) and write ``<out>/language_speed.json``: the
+    training throughput of each model, measured without the sharing of a parallel sweep."""
+    train_ids, _, vocab, _ = corpus
+    device = torch.device(args.device)
+    autocast = _autocast(device, args.fp32)
+    g = torch.Generator().manual_seed(args.seed)
+    rows = []
+    for size in args.size_list:
+        for family in args.family_list:
+            config = family_config(family, size, len(vocab), max_len=max(args.context, 2048))
+            torch.manual_seed(args.seed)
+            model = build(config).to(device).train()
+            opt = torch.optim.AdamW(
+                param_groups(model, args.weight_decay), lr=args.lr_list[0], betas=(0.9, 0.95),
+                fused=device.type == "cuda",
+            )  # fmt: skip
+            stream = data.batches(train_ids, args.batch, args.context, g)
+            times = []
+            for i in range(5 + args.time_steps):
+                batch = next(stream)
+                _sync(device)
+                t = time.perf_counter()
+                train_step(model, opt, batch, len(vocab), device, autocast, args.grad_clip)
+                _sync(device)
+                if i >= 5:
+                    times.append(time.perf_counter() - t)
+            ms = 1e3 * statistics.median(times)
+            row = {"size": size, "family": family, "n_params": model.num_params(), "ms_per_step": ms,
+                   "tokens_per_s": args.batch * args.context / (ms / 1e3)}  # fmt: skip
+            rows.append(row)
+            print(f"[{size} {family}] {row['n_params']:,} params: {ms:.2f} ms/step, "
+                  f"{row['tokens_per_s']:,.0f} characters/s", flush=True)  # fmt: skip
+            del model, opt
+    settings = {"context": args.context, "batch": args.batch, "warmup_steps": 5, "timed_steps": args.time_steps,
+                "precision": "fp32" if args.fp32 or device.type != "cuda" else "bf16 autocast"}  # fmt: skip
+    meta = run_meta(device, command=shlex.join(["python", "scripts/run_language.py", *args.argv]),
+                    git=git_describe())  # fmt: skip
+    path = Path(args.out) / "language_speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": settings, "rows": rows, "meta": meta}, indent=1) + "\n")
+    return path
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_parallel(args) -> int:
+    """Every (size, family, lr) of the sweep as its own process, at most ``args.parallel`` at a time, sizes in
+    order: each small model is launch-bound and leaves the GPU mostly idle. SIGTERM reaches every child
+    (each has written its JSON after its last evaluation; ``--resume`` continues from the checkpoints)."""
+    jobs = [(s, f, lr) for s in args.size_list for f in args.family_list for lr in args.lr_list]
+    base = [a for a in _drop_opt(args.argv, "--parallel") if a != "--no-progress"] + ["--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running, failed = {}, []
+
+    def stop(signum, frame):
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    while jobs or running:
+        while jobs and len(running) < args.parallel:
+            size, family, lr = job = jobs.pop(0)
+            argv = [*base, "--sizes", size, "--families", family, "--lrs", f"{lr:g}"]
+            running[job] = subprocess.Popen([sys.executable, __file__, *argv], env=env)
+        time.sleep(0.5)
+        for job, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[job]
+                if proc.returncode != 0:
+                    failed.append(job)
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _drop_opt(argv: list[str], opt: str) -> list[str]:
+    """argv without ``opt value`` / ``opt=value``, and without ``--sizes/--families/--lrs`` (set per job)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in (opt, "--sizes", "--families", "--lrs"):
+            skip = True
+        elif not any(a.startswith(o + "=") for o in (opt, "--sizes", "--families", "--lrs")):
+            out.append(a)
+    return out
+
+
 def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     """Train one (size, family, lr) and write its JSON; returns the JSON's path."""
     from tqdm.auto import tqdm  # noqa: PLC0415
@@ -114,7 +233,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     g = torch.Generator().manual_seed(args.seed)  # the data order: the same for every run
     windows = data.eval_windows(val_ids, args.context, args.eval_windows or None)
     use_bf16 = device.type == "cuda" and not args.fp32
-    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    autocast = _autocast(device, args.fp32)
     hist = {k: [] for k in ("step", "tokens", "time", "lr", "train_loss", "train_bpc", "val_bpc")}
     start, wall0, resumed_from, loss_window = 0, 0.0, None, (0.0, 0)
     if args.resume and ckpt_path.exists():
@@ -169,16 +288,8 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
         lr_now = lr_at(step, steps, lr, warmup)
         for group in opt.param_groups:
             group["lr"] = lr_now
-        x, y = next(stream)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast():
-            logits = model(x)
-        loss = cross_entropy(logits, y, len(vocab))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        opt.step()
-        loss_sum += loss.detach()
+        loss = train_step(model, opt, next(stream), len(vocab), device, autocast, args.grad_clip)
+        loss_sum += loss
         n_sum += 1
         bar.update(1)
         if step % args.eval_every == 0 or step == steps:
@@ -311,6 +422,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="run the sweep's (size, family, lr) jobs as separate processes, this many at a time (on a GPU the "
+        "small models are launch-bound; wall-clock per run is then shared, see --time-steps)",
+    )
+    p.add_argument(
+        "--time-steps",
+        type=int,
+        default=0,
+        help="instead of training: time this many steps of each (size, family) alone and write "
+        "<out>/language_speed.json (training throughput, for the loss-against-wall-clock comparison)",
+    )
+    p.add_argument(
         "--smoke",
         action="store_true",
         help=f"every family at the smallest size, first lr, a few CPU steps ({SMOKE}); for the tests",
@@ -336,9 +461,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
     if args.sample_chars < 0:
         p.error(f"--sample-chars must be >= 0, got {args.sample_chars}")
-    for name in ("context", "batch", "eval_every", "eval_batch", "ckpt_every"):
+    for name in ("context", "batch", "eval_every", "eval_batch", "ckpt_every", "parallel"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.time_steps < 0:
+        p.error(f"--time-steps must be >= 0, got {args.time_steps}")
     if not (0 <= args.warmup < 1 and math.isfinite(args.weight_decay) and args.grad_clip > 0):
         p.error("--warmup must be in [0, 1), --weight-decay finite, --grad-clip > 0")
     return args
@@ -346,7 +473,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    corpus = load_corpus(args)
+    corpus = load_corpus(args)  # prepared once, before any child process needs it
+    if args.time_steps:
+        time_steps(args, corpus)
+        return 0
+    if args.parallel > 1:
+        return run_parallel(args)
     for size in args.size_list:
         for family in args.family_list:
             finals = {}

@@ -132,3 +132,41 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--lrs", "--eval-every", "--resume", "--smoke", "--context", "--tokens", "--ckpt-every"):
         assert option in text
+
+
+def test_parallel_sweep_gives_the_serial_results(corpus_dir, tmp_path):
+    """--parallel runs each (size, family, lr) as its own process; each run's history is the one a serial
+    run of the same settings writes (same seed, same data order, CPU arithmetic)."""
+    common = ["--smoke", "--data", str(corpus_dir), "--no-progress"]
+    par, ser = tmp_path / "par", tmp_path / "ser"
+    assert _script().main([*common, "--families", "lstm,mamba", "--out", str(par), "--parallel", "2"]) == 0
+    assert _script().main([*common, "--families", "lstm", "--out", str(ser)]) == 0
+    assert sorted(p.name for p in par.glob("*.json")) == [
+        "language_0.5M_lstm_lr0.001_seed0.json",
+        "language_0.5M_mamba_lr0.001_seed0.json",
+    ]
+    a = json.loads((par / "language_0.5M_lstm_lr0.001_seed0.json").read_text())
+    b = json.loads((ser / "language_0.5M_lstm_lr0.001_seed0.json").read_text())
+    assert a["meta"]["done"] and a["history"]["val_bpc"] == b["history"]["val_bpc"]
+    assert "--parallel" not in a["meta"]["command"] and "--families lstm" in a["meta"]["command"]
+
+
+def test_time_steps_writes_the_throughput_of_each_model(corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--smoke", "--families", "lstm,mamba", "--data", str(corpus_dir), "--out", str(out)]
+    assert _script().main([*argv, "--time-steps", "2"]) == 0
+    assert not list(out.glob("language_0.5M_*.json"))  # timing only: no training runs
+    doc = json.loads((out / "language_speed.json").read_text())
+    vocab = len(json.loads((corpus_dir / "meta.json").read_text())["vocab"])
+    assert [(r["size"], r["family"]) for r in doc["rows"]] == [("0.5M", "lstm"), ("0.5M", "mamba")]
+    for r in doc["rows"]:
+        assert r["n_params"] == count(family_config(r["family"], "0.5M", vocab))
+        assert r["ms_per_step"] > 0 and r["tokens_per_s"] == pytest.approx(4 * 64 / (r["ms_per_step"] / 1e3))
+    assert doc["settings"]["timed_steps"] == 2 and "--time-steps 2" in doc["meta"]["command"]
+
+
+@pytest.mark.parametrize("bad", [["--parallel", "0"], ["--time-steps", "-1"]])
+def test_parallel_and_time_steps_reject_bad_values(bad, capsys):
+    with pytest.raises(SystemExit):
+        _script().parse_args(bad)
+    assert bad[0] in capsys.readouterr().err
