@@ -114,7 +114,7 @@ def _autocast(device, fp32: bool):
 
 def time_steps(args, corpus) -> Path:
     """Time ``args.time_steps`` optimizer steps of every (size, family) alone on the device (after 5 warm-up
-    steps; synchronized wall clock, median of the steps) and write ``<out>/language_speed.json``: the
+    steps; synchronized wall clock, median of the steps) and write ``<out>/throughput.json``: the
     training throughput of each model, measured without the sharing of a parallel sweep."""
     train_ids, _, vocab, _ = corpus
     device = torch.device(args.device)
@@ -151,7 +151,7 @@ def time_steps(args, corpus) -> Path:
                 "precision": "fp32" if args.fp32 or device.type != "cuda" else "bf16 autocast"}  # fmt: skip
     meta = run_meta(device, command=shlex.join(["python", "scripts/run_language.py", *args.argv]),
                     git=git_describe())  # fmt: skip
-    path = Path(args.out) / "language_speed.json"
+    path = Path(args.out) / "throughput.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"settings": settings, "rows": rows, "meta": meta}, indent=1) + "\n")
     return path
@@ -433,7 +433,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=0,
         help="instead of training: time this many steps of each (size, family) alone and write "
-        "<out>/language_speed.json (training throughput, for the loss-against-wall-clock comparison)",
+        "<out>/throughput.json (training throughput, for the loss-against-wall-clock comparison)",
     )
     p.add_argument(
         "--smoke",

@@ -156,7 +156,7 @@ def test_time_steps_writes_the_throughput_of_each_model(corpus_dir, tmp_path):
     argv = ["--smoke", "--families", "lstm,mamba", "--data", str(corpus_dir), "--out", str(out)]
     assert _script().main([*argv, "--time-steps", "2"]) == 0
     assert not list(out.glob("language_0.5M_*.json"))  # timing only: no training runs
-    doc = json.loads((out / "language_speed.json").read_text())
+    doc = json.loads((out / "throughput.json").read_text())
     vocab = len(json.loads((corpus_dir / "meta.json").read_text())["vocab"])
     assert [(r["size"], r["family"]) for r in doc["rows"]] == [("0.5M", "lstm"), ("0.5M", "mamba")]
     for r in doc["rows"]:
