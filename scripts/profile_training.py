@@ -15,7 +15,8 @@ measured for
 - ``mamba_ssm``: mamba_ssm's ``MambaLMHeadModel`` (``mamba_inner_fn``, causal_conv1d's CUDA conv, its
   Triton add + RMSNorm) with the same weights, when it imports (build it with scripts/build_peers.py).
 
-For each: the median step time over ``--steps`` steps after ``--warmup`` steps (synchronized wall clock), the
+For each: the median step time over ``--steps`` rounds after ``--warmup`` steps (synchronized wall clock; each
+round steps every path once, so the paths are timed interleaved), the
 peak memory of one step, and the profiler's table of one step: the ``--top`` ops by self device time (self
 CPU time on a CPU), with their call counts. Everything goes to the JSON file ``--out``; the tables are printed.
 On a CPU (``--device cpu``, a tiny ``--d-model``/``--n-layer``/``--seqlen``) the fused path runs in Triton's
@@ -143,36 +144,47 @@ def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]
     return ops, table
 
 
-def measure(path, model, logits_fn, args, device: torch.device) -> dict:
+def measure(models: dict, args, device: torch.device) -> dict:
+    """{path: result} for every path in ``models``: the step times in interleaved rounds (one step of each
+    path per round, so that clocks and temperature drift alike for all), then per path the peak memory of
+    one step and the profiler's table of one step."""
     ids = torch.randint(0, args.vocab, (args.batch, args.seqlen + 1), device=device)
-    step = make_step(logits_fn, model, ids, args.autocast == "bf16", device)
-    for _ in range(args.warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(args.steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        loss = step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        _sync(device)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-    ops, table = profile_step(step, device, args.top)
-    print(f"\n=== {path}: step {1e3 * statistics.median(times):.1f} ms (median of {args.steps})", end="")
-    print("" if peak is None else f", peak memory {peak:.2f} GiB", flush=True)
-    print(table, flush=True)
-    return {
-        "step_ms": 1e3 * statistics.median(times),
-        "steps_ms": [1e3 * t for t in times],
-        "peak_memory_gib": peak,
-        "loss": loss.item(),
-        "top_ops": ops,
+    steps = {
+        p: make_step(fn, model, ids, args.autocast == "bf16", device) for p, (model, fn) in models.items()
     }
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    _sync(device)
+    times, losses = {p: [] for p in steps}, {}
+    for _ in range(args.steps):
+        for p, step in steps.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            losses[p] = step()
+            _sync(device)
+            times[p].append(time.perf_counter() - t0)
+    results = {}
+    for p, step in steps.items():
+        peak = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            _sync(device)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30
+        ops, table = profile_step(step, device, args.top)
+        ms = 1e3 * statistics.median(times[p])
+        print(f"\n=== {p}: step {ms:.1f} ms (median of {args.steps}, interleaved)", end="")
+        print("" if peak is None else f", peak memory {peak:.2f} GiB", flush=True)
+        print(table, flush=True)
+        results[p] = {
+            "step_ms": ms,
+            "steps_ms": [1e3 * t for t in times[p]],
+            "peak_memory_gib": peak,
+            "loss": losses[p].item(),
+            "top_ops": ops,
+        }
+    return results
 
 
 def meta(args, device: torch.device) -> dict:
@@ -237,13 +249,16 @@ def main(argv=None) -> int:
     }
     for name, why in skipped.items():
         print(f"{name}: skipped ({why})", flush=True)
-    for path in args.paths:
-        if path in models:
-            model, logits_fn = models[path]
-            doc["results"][path] = measure(path, model, logits_fn, args, device)
+    doc["results"] = measure({p: models[p] for p in args.paths if p in models}, args, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print("\nstep times: " + ", ".join(f"{p} {r['step_ms']:.1f} ms" for p, r in doc["results"].items()))
+    if "mamba_ssm" in doc["results"]:
+        ref = doc["results"]["mamba_ssm"]["step_ms"]
+        print(
+            "time ÷ mamba_ssm's: "
+            + ", ".join(f"{p} {r['step_ms'] / ref:.2f}" for p, r in doc["results"].items())
+        )
     print(f"wrote {args.out}")
     return 0
 
