@@ -118,8 +118,10 @@ def _time_of(evt, device: torch.device) -> float:
     return evt.self_device_time_total if device.type == "cuda" else evt.self_cpu_time_total
 
 
-def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]:
-    """The top ops of one step by self time, and the profiler's printed table."""
+def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], list[dict], str]:
+    """One step under torch.profiler: the top ops by self time, every GPU kernel (name, launches, device
+    µs; empty on a CPU), and the profiler's printed table."""
+    from torch.autograd import DeviceType  # noqa: PLC0415
     from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -129,8 +131,22 @@ def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]
     events = prof.key_averages()
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = events.table(sort_by=sort_by, row_limit=top)
-    rows = sorted(events, key=lambda e: _time_of(e, device), reverse=True)[:top]
-    total = sum(_time_of(e, device) for e in events)
+    kernels = sorted(
+        (
+            {"name": e.key, "count": e.count, "device_us": e.self_device_time_total}
+            for e in events
+            if e.device_type == DeviceType.CUDA and e.self_device_time_total > 0
+        ),
+        key=lambda k: -k["device_us"],
+    )
+    # the share of each op: of all kernel time on a GPU (an op's self device time is the time of the kernels
+    # it launched, so summing ops and kernels would count each kernel twice), of all self CPU time on a CPU
+    total = sum(k["device_us"] for k in kernels) if kernels else sum(_time_of(e, device) for e in events)
+    rows = sorted(
+        (e for e in events if e.device_type != DeviceType.CUDA),
+        key=lambda e: _time_of(e, device),
+        reverse=True,
+    )[:top]
     ops = [
         {
             "name": e.key,
@@ -141,7 +157,7 @@ def profile_step(step, device: torch.device, top: int) -> tuple[list[dict], str]
         }
         for e in rows
     ]
-    return ops, table
+    return ops, kernels, table
 
 
 def measure(models: dict, args, device: torch.device) -> dict:
@@ -172,7 +188,7 @@ def measure(models: dict, args, device: torch.device) -> dict:
             step()
             _sync(device)
             peak = torch.cuda.max_memory_allocated(device) / 2**30
-        ops, table = profile_step(step, device, args.top)
+        ops, kernels, table = profile_step(step, device, args.top)
         ms = 1e3 * statistics.median(times[p])
         print(f"\n=== {p}: step {ms:.1f} ms (median of {args.steps}, interleaved)", end="")
         print("" if peak is None else f", peak memory {peak:.2f} GiB", flush=True)
@@ -183,6 +199,7 @@ def measure(models: dict, args, device: torch.device) -> dict:
             "peak_memory_gib": peak,
             "loss": losses[p].item(),
             "top_ops": ops,
+            "kernels": kernels,
         }
     return results
 
