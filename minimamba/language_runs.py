@@ -10,7 +10,9 @@ characters, a few peak learning rates each, and writes one JSON per run,
   of the sweep (:func:`minimamba.language.sweep_edge`);
 - :func:`matched_ratio`: the paper's claim that Mamba "matches Transformers twice its size" (Gu & Dao 2023,
   abstract, for Mamba-3B; the scaling laws of §4.2.1, Figure 4), asked of these runs: how many parameters
-  the reference family needs for the same loss, by interpolation between the sizes measured, never beyond.
+  the reference family needs for the same loss, by interpolation between the sizes measured, never beyond;
+- :func:`load_throughput`: the training speed of each model timed alone (``run_language.py --time-steps``),
+  for comparing the families against wall-clock time when the sweep ran its jobs side by side.
 
 :mod:`minimamba.viz.language` draws them.
 """
@@ -26,7 +28,7 @@ from minimamba import committed
 from minimamba.language import FAMILIES, sweep_edge
 from minimamba.train import load_results
 
-__all__ = ["Best", "Run", "best_runs", "load_runs", "matched_ratio"]
+__all__ = ["Best", "Run", "best_runs", "load_runs", "load_throughput", "matched_ratio"]
 
 
 @dataclass(frozen=True)
@@ -295,3 +297,27 @@ def matched_ratio(
              "ratio_high": None if high is None else high / params, "reason": reason}
         )  # fmt: skip
     return sorted(rows, key=lambda r: r["params"])
+
+
+def load_throughput(folder: str | Path | None = None) -> dict[tuple[str, str], float]:
+    """{(size, family): characters per second of training}, from ``<folder>/throughput.json``, written by
+    ``scripts/run_language.py --time-steps N`` (each model timed alone on the device; default folder: the
+    committed ``results/language/``). A sweep run with ``--parallel`` shares the GPU between its jobs, so its
+    own wall-clock times say how busy the GPU was; these say how fast each model trains by itself."""
+    if folder is None:
+        folder = committed.results_folder("language")
+    if not isinstance(folder, (str, Path)):
+        raise TypeError(f"folder must be a path or None, got {type(folder).__name__}")
+    path = Path(folder) / "throughput.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run scripts/run_language.py --time-steps 20 --out {folder}")
+    import json  # noqa: PLC0415
+
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        out = {(r["size"], r["family"]): float(r["tokens_per_s"]) for r in rows}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a throughput file of run_language.py --time-steps ({e})") from e
+    if not out or not all(v > 0 and math.isfinite(v) for v in out.values()):
+        raise ValueError(f"{path} must list positive, finite characters per second for each model")
+    return out

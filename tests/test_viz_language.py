@@ -13,7 +13,7 @@ from script_modules import load_script
 
 from minimamba import committed
 from minimamba.language import FAMILIES
-from minimamba.language_runs import Best, Run, best_runs, load_runs, matched_ratio
+from minimamba.language_runs import Best, Run, best_runs, load_runs, load_throughput, matched_ratio
 from minimamba.viz.language import (
     plot_curves,
     plot_live,
@@ -444,3 +444,32 @@ def test_live_and_schedule_bad_arguments():
         plot_schedule(10, 0.0, 1)
     with pytest.raises(ValueError, match="final_frac"):
         plot_schedule(10, 1e-3, 1, final_frac=2)
+
+
+def test_curves_against_the_throughput_of_each_model(out, tmp_path):
+    """x="wall" with a throughput file: characters seen ÷ the model's own speed, not the run's clock."""
+    runs = load_runs(out)
+    speeds = {("0.5M", "mamba"): 2000.0, ("0.5M", "lstm"): 8000.0}
+    doc = {"rows": [{"size": s, "family": f, "tokens_per_s": v} for (s, f), v in speeds.items()]}
+    (tmp_path / "throughput.json").write_text(json.dumps(doc))
+    throughput = load_throughput(tmp_path)
+    assert throughput == speeds
+    ax = plot_curves(runs, "0.5M", x="wall", throughput=throughput).axes[0]
+    for b in best_runs(runs):
+        line = next(
+            ln
+            for ln in ax.get_lines()
+            if ln.get_label().startswith(f"{b.family} (lr {b.lr:g}, seed {b.seed}")
+        )
+        want = [t / speeds["0.5M", b.family] for t in b.run.history["tokens"]]
+        assert list(line.get_xdata()) == pytest.approx(want)
+    assert "alone" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="throughput must be a dict"):
+        plot_curves(runs, "0.5M", x="tokens", throughput=throughput)
+    with pytest.raises(ValueError, match="no speed for"):
+        plot_curves(runs, "0.5M", x="wall", throughput={("0.5M", "mamba"): 1.0})
+    with pytest.raises(FileNotFoundError, match="--time-steps"):
+        load_throughput(tmp_path / "nowhere")
+    (tmp_path / "throughput.json").write_text('{"rows": [{"size": "0.5M"}]}')
+    with pytest.raises(ValueError, match="not a throughput file"):
+        load_throughput(tmp_path)

@@ -103,14 +103,24 @@ def plot_scaling(best: Iterable[Best], unigram_bpc: float | None = None) -> Figu
 
 
 def plot_curves(
-    runs: Iterable[Run], size: str, x: str = "tokens", unigram_bpc: float | None = None
+    runs: Iterable[Run],
+    size: str,
+    x: str = "tokens",
+    unigram_bpc: float | None = None,
+    throughput: dict[tuple[str, str], float] | None = None,
 ) -> Figure:
-    """Validation bpc against characters seen (``x="tokens"``) or wall-clock seconds (``x="wall"``: since the
-    start of the run, evaluations and checkpoints included, on the device named in the title) for the best
-    run (:func:`~minimamba.language_runs.best_runs`) of each family, and each seed, at ``size``."""
+    """Validation bpc against characters seen (``x="tokens"``) or wall-clock seconds (``x="wall"``) for the
+    best run (:func:`~minimamba.language_runs.best_runs`) of each family, and each seed, at ``size``.
+
+    Wall-clock seconds are the run's own (since its start, evaluations and checkpoints included, on the
+    device named in the title), or with ``throughput`` ({(size, family): characters per second},
+    :func:`~minimamba.language_runs.load_throughput`) the training time of each model alone: characters
+    seen ÷ its speed. Use the latter for runs that shared the GPU (``run_language.py --parallel``)."""
     runs = check_list("runs", runs, Run)
     if x not in ("tokens", "wall"):
         raise ValueError(f"x must be 'tokens' or 'wall', got {x!r}")
+    if throughput is not None and (x != "wall" or not isinstance(throughput, dict)):
+        raise ValueError("throughput must be a dict {(size, family): characters per second}, with x='wall'")
     _check_unigram(unigram_bpc)
     best = [b for b in best_runs(runs) if b.size == size]
     if not best:
@@ -122,11 +132,24 @@ def plot_curves(
     for b in best:
         i = families.index(b.family)
         hist = b.run.history
-        xs = hist["tokens"] if x == "tokens" else hist["time"]
+        if x == "tokens":
+            xs = hist["tokens"]
+        elif throughput is None:
+            xs = hist["time"]
+        elif (size, b.family) in throughput:
+            xs = [t / throughput[size, b.family] for t in hist["tokens"]]
+        else:
+            raise ValueError(f"throughput has no speed for ({size!r}, {b.family!r})")
         label = f"{b.family} (lr {b.lr:g}{f', seed {b.seed}' if many else ''})"
         ax.plot(xs, hist["val_bpc"], "o-", ms=3, color=f"C{i}", label=label)
     devices = sorted({b.run.device for b in best})
-    ax.set_xlabel("characters seen" if x == "tokens" else "wall-clock seconds (evaluations included)")
+    ax.set_xlabel(
+        "characters seen"
+        if x == "tokens"
+        else "wall-clock seconds (evaluations included)"
+        if throughput is None
+        else "seconds of training, each model alone on the GPU"
+    )
     ax.set_ylabel("validation bits per character")
     ax.set_title(f"{size}, best learning rate of each family ({', '.join(devices)})", fontsize=10)
     _finish(ax, fig, unigram_bpc)
