@@ -163,16 +163,20 @@ class MambaMixer(nn.Module):
 
     def _forward_fused(self, hidden: torch.Tensor) -> torch.Tensor:
         """``forward`` without a cache, fused (``minimamba.fused``): the conv, SiLU and x_proj in one autograd
-        node that recomputes the conv output in its backward, x_proj and dt_proj in the scan's (batch, ·, L)
-        layout, dt_proj's bias added inside the scan, and the scan's saved u and Δ recomputed in the backward
+        node that recomputes the conv output in its backward, every projection in the conv's and the scan's
+        (batch, ·, L) layout (``weight_matmul``: no transposed copies), dt_proj's bias added inside the scan, and the scan's saved u and Δ recomputed in the backward
         instead of stored. The same arithmetic as the lines above."""
-        from minimamba.fused import conv_x_proj, recompute_conv, recomputed  # noqa: PLC0415
+        from minimamba.fused import conv_x_proj, recompute_conv, recomputed, weight_matmul  # noqa: PLC0415
 
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (batch, d_inner, L) each, views
+        h_t, w_in, b_in = hidden.transpose(1, 2), self.in_proj.weight, self.in_proj.bias  # h_t: a view
+        x = weight_matmul(w_in[: self.d_inner], h_t)  # (batch, d_inner, L), contiguous
+        z = weight_matmul(w_in[self.d_inner :], h_t)  # (batch, d_inner, L), contiguous
+        if b_in is not None:
+            x, z = x + b_in[: self.d_inner, None], z + b_in[self.d_inner :, None]
         w_conv = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
         u, x_dbl = conv_x_proj(x, w_conv, self.conv1d.bias, self.x_proj.weight)  # (batch, ·, L)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)  # (batch, ·, L)
-        delta = torch.matmul(self.dt_proj.weight, dt)  # (batch, d_inner, L), without the bias
+        delta = weight_matmul(self.dt_proj.weight, dt)  # (batch, d_inner, L), without the bias
         A = -torch.exp(self.A_log.to(_state_dtype(u)))  # (d_inner, N)
         if torch.compiler.is_compiling():  # the compiler decides what to save
             y = selective_scan(
@@ -183,13 +187,16 @@ class MambaMixer(nn.Module):
             w_dt, dt_, dtype = self.dt_proj.weight.detach(), dt.detach(), delta.dtype  # not delta itself
             with (
                 recomputed(u, recompute_conv(x, w_conv, self.conv1d.bias)),
-                recomputed(delta, lambda: torch.matmul(w_dt.to(dtype), dt_.to(dtype))),
+                recomputed(delta, lambda: weight_matmul(w_dt.to(dtype), dt_.to(dtype))),
             ):
                 y = selective_scan(
                     u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
                     backend=self.scan_backend,
                 )  # (batch, d_inner, L), gated  # fmt: skip
-        return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
+        out = weight_matmul(self.out_proj.weight, y)  # (batch, d_model, L): reads y where the scan wrote it
+        if self.out_proj.bias is not None:
+            out = out + self.out_proj.bias[:, None]
+        return out.transpose(1, 2).contiguous()  # (batch, L, d_model)
 
     #: How ``step`` runs: None picks the fused Triton kernels on a CUDA GPU (``fused_step_here``), True
     #: forces them (on CPU through Triton's interpreter: tests), False keeps the PyTorch ops below.

@@ -13,8 +13,12 @@ activations:
   copy of u (for x_proj's weight gradient) and Δ: four (batch, d_inner, L) tensors per layer that this
   path recomputes (a conv and a rank-R matmul; ``tests/test_fused_block.py`` measures the memory held on
   a GPU);
-- x_proj and dt_proj work in the (batch, ·, L) layout the scan reads, W @ u, so B, C and Δ reach the scan
-  without a transposed copy, and dt_proj's bias goes to the scan as ``delta_bias`` (added in fp32 there);
+- every projection works in the (batch, ·, L) layout the conv and the scan read, one batched matrix product
+  per weight (:func:`weight_matmul`): in_proj writes x and z, x_proj writes B, C and dt, dt_proj writes Δ,
+  each contiguous along L, and out_proj reads y where the scan wrote it. No activation of d_inner channels
+  is copied into another layout, forward or backward (``tests/test_fused_block.py`` counts the copies); the
+  one transposed copy left is the block's output, d_model channels, back to (batch, L, d_model). dt_proj's
+  bias goes to the scan as ``delta_bias`` (added in fp32 there);
 - the residual add + RMSNorm of ``Block`` is one Triton kernel, forward and backward
   (``minimamba.kernels.rmsnorm.add_rms_norm_fn``).
 
@@ -31,7 +35,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["conv_x_proj", "conv_x_proj_ref", "recompute_conv", "recomputed", "saved_tensors_hooks"]
+__all__ = [
+    "conv_x_proj",
+    "conv_x_proj_ref",
+    "recompute_conv",
+    "recomputed",
+    "saved_tensors_hooks",
+    "weight_matmul",
+]
 
 
 _ENCLOSING: contextvars.ContextVar[tuple[Callable, Callable] | None] = contextvars.ContextVar(
@@ -108,6 +119,28 @@ def recompute_conv(x: Tensor, conv_w: Tensor, conv_b: Tensor | None) -> Callable
     return recompute
 
 
+def weight_matmul(w: Tensor, x: Tensor) -> Tensor:
+    """``w @ x`` for a weight w (K, D) and activations x (batch, D, L) -> (batch, K, L), contiguous.
+
+    One batched GEMM over the weight expanded along the batch (stride 0, no copy), which reads x in either
+    layout, contiguous or a transposed view of a (batch, L, D) tensor, and writes the output along L.
+    ``torch.matmul(w, x)`` instead folds the batch into the rows of one GEMM: it copies x, and the output,
+    in transposed order, forward and backward. Under autocast, w and x are cast to autocast's dtype first,
+    as ``F.linear`` would be; the product then runs in that dtype."""
+    if not isinstance(w, Tensor) or w.dim() != 2:
+        raise ValueError(f"w must be a (K, D) weight, got {getattr(w, 'shape', type(w).__name__)}")
+    if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"x must be (batch, D = {w.shape[1]}, L), got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        w, x = w.to(dtype), x.to(dtype)
+    with torch.autocast(device, enabled=False):
+        return torch.bmm(w.to(x.dtype).expand(x.shape[0], -1, -1), x)
+
+
 class _ConvXProj(torch.autograd.Function):
     """u = SiLU(conv(x) + bias), x_dbl = W_x @ u; saves x, the conv's taps and W_x, never u."""
 
@@ -117,7 +150,7 @@ class _ConvXProj(torch.autograd.Function):
 
         u = causal_conv1d_fwd(x, conv_w, conv_b, True)  # (batch, d_inner, L), contiguous, x's dtype
         with torch.autocast(x.device.type, enabled=False):  # dtypes as written: autocast's would be the same
-            x_dbl = torch.matmul(xproj_w.to(u.dtype), u)  # (batch, R + 2N, L)
+            x_dbl = weight_matmul(xproj_w.to(u.dtype), u)  # (batch, R + 2N, L)
         ctx.save_for_backward(x, conv_w, conv_b, xproj_w)
         return u, x_dbl
 
@@ -128,11 +161,11 @@ class _ConvXProj(torch.autograd.Function):
 
         x, conv_w, conv_b, xproj_w = ctx.saved_tensors
         u = causal_conv1d_fwd(x, conv_w, conv_b, True)  # recomputed: the same kernel, the same values
-        w = xproj_w.to(u.dtype)
-        dxproj_w = torch.einsum("bkl,bdl->kd", dx_dbl.to(u.dtype), u).to(xproj_w.dtype)  # Σ_b,t dx_dbl uᵀ
-        du = (
-            torch.matmul(w.t(), dx_dbl.to(u.dtype)) + du
-        )  # (batch, d_inner, L): x_proj's share, plus the scan's
+        w, dx_dbl = xproj_w.to(u.dtype), dx_dbl.to(u.dtype)
+        # Σ over batch and time of dx_dbl uᵀ: batched GEMMs reading u transposed in place, then a sum over
+        # the batch of (batch, R + 2N, d_inner) partial products (small next to u)
+        dxproj_w = torch.bmm(dx_dbl, u.transpose(1, 2)).sum(0).to(xproj_w.dtype)
+        du = weight_matmul(w.t(), dx_dbl) + du  # (batch, d_inner, L): x_proj's share, plus the scan's
         dx, dconv_w, dconv_b = causal_conv1d_bwd(x, conv_w, conv_b, du, True)
         return dx, dconv_w, dconv_b, dxproj_w
 
@@ -154,7 +187,7 @@ def conv_x_proj(x: Tensor, conv_w: Tensor, conv_b: Tensor | None, xproj_w: Tenso
         from minimamba.kernels.causal_conv1d import causal_conv1d_fn  # noqa: PLC0415
 
         u = causal_conv1d_fn(x, conv_w, conv_b, True)
-        return u, torch.matmul(xproj_w.to(u.dtype), u)
+        return u, weight_matmul(xproj_w.to(u.dtype), u)
     return _ConvXProj.apply(x, conv_w, conv_b, xproj_w)
 
 
