@@ -16,7 +16,12 @@ the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
 B and C are learned parameters independent of the input (S4D-like), and x_proj / dt_proj are gone;
-everything else (conv, gate, projections) is identical.
+everything else (conv, gate, projections) is identical. With Δ, B, C constant in time the SSM is a
+convolution (Mamba §2, Eq. 3a/3b: LTI SSMs train in this convolutional mode and generate in the recurrent
+one), and ``forward`` without a cache computes it that way (:meth:`MambaMixer.lti_ssm`): every channel's
+kernel K (d_inner, L) from the (d_inner, N) parameters, then an FFT convolution, O(L log L) work per
+channel and O(batch · d_inner · L) memory, where the scan would make (batch, d_inner, N, L) tensors. ``step``
+and ``forward`` with a cache carry the state and run the recurrence, as for the selective block.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import nn
 
 from minimamba.config import MambaConfig
 from minimamba.generate import LayerCache
+from minimamba.lti import channel_convolution, ssm_kernels
 from minimamba.scan import selective_scan
 
 __all__ = ["MambaMixer", "fused_step_here", "inverse_softplus", "sample_dt"]
@@ -50,7 +56,8 @@ class MambaMixer(nn.Module):
     """One Mamba mixer: ``forward(hidden (batch, L, d_model), cache=None) -> (batch, L, d_model)``.
 
     Parameters (mamba_ssm's names): in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj; in the LTI
-    mode (``config.selective=False``) dt_bias, B, C replace x_proj and dt_proj.
+    mode (``config.selective=False``) dt_bias, B, C replace x_proj and dt_proj, and ``forward`` without a
+    cache computes the SSM as a convolution (:meth:`lti_ssm`).
     """
 
     def __init__(self, config: MambaConfig):
@@ -133,6 +140,8 @@ class MambaMixer(nn.Module):
             x = F.conv1d(window, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)  # (b, d_inner, L)
             h0 = cache.ssm_state
         x = F.silu(x)  # (batch, d_inner, L)
+        if cache is None and not self.selective:  # LTI from a zero state: the SSM is a convolution
+            return self.out_proj(self.lti_ssm(x, z).transpose(1, 2))  # (batch, L, d_model)
         delta, B, C = self.ssm_inputs(x)
         A = -torch.exp(self.A_log.to(_state_dtype(x)))  # (d_inner, N), negative
         out = selective_scan(
@@ -146,9 +155,28 @@ class MambaMixer(nn.Module):
             y = out  # (batch, d_inner, L), already gated by SiLU(z)
         return self.out_proj(y.transpose(1, 2))  # (batch, L, d_model)
 
+    def lti_ssm(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The LTI block's SSM over a whole sequence from a zero state, as a convolution (Mamba Eq. 3a/3b):
+
+            y_t = sum_{k=0}^{t} K[c, k] u[c, t-k] + D_c u_t,    K[c, k] = sum_n C[c, n] exp(k Δ_c A[c, n]) Δ_c B[c, n],
+
+        then gated by SiLU(z): what the selective scan gives for the same Δ = softplus(dt_bias), B, C (its
+        discretization, ZOH for A and Euler for B), in fp32 (fp64 for fp64 input) like the scan's state.
+
+        u, z: (batch, d_inner, L) -> y: (batch, d_inner, L) in u's dtype.
+        """
+        ct = _state_dtype(u)
+        delta = F.softplus(self.dt_bias.to(ct))  # (d_inner,) Δ
+        A = -torch.exp(self.A_log.to(ct))  # (d_inner, N), negative
+        K = ssm_kernels(delta, A, self.B.to(ct), self.C.to(ct), u.shape[-1])  # (d_inner, L)
+        uc = u.to(ct)
+        y = channel_convolution(K, uc) + self.D.to(ct)[:, None] * uc  # (batch, d_inner, L)
+        return (y * F.silu(z.to(ct))).to(u.dtype)  # gate, as the scan does
+
     #: Which selective scan ``forward`` calls (``minimamba.scan.selective_scan``'s ``backend``): "auto" takes
     #: the Triton kernel on a GPU and the chunked PyTorch scan on a CPU; "triton" on a CPU runs the kernel
-    #: in Triton's interpreter (tiny shapes: tests, notebook 07's memory count).
+    #: in Triton's interpreter (tiny shapes: tests, notebook 07's memory count). The LTI block without a
+    #: cache calls no scan (:meth:`lti_ssm`).
     scan_backend: str = "auto"
 
     #: How ``forward`` runs over a whole sequence without a cache (training): True takes the fused path

@@ -22,6 +22,12 @@ Shapes (N states, L steps, ``...`` any batch dimensions of the input):
 
 Tensors may be float32, float64, complex64 or complex128; the computation runs in their promoted dtype
 (float64 recommended in notebooks). With complex parameters (S4D-Lin) the output is complex: take ``.real``.
+
+Many channels at once (the LTI ablation of the Mamba block trains this way): :func:`ssm_kernels` makes every
+channel's kernel from its own diagonal system, discretized as the selective scan does, and
+:func:`channel_convolution` convolves each channel of a batch with its own kernel by FFT.
+
+    delta : (d,)      A, B, C : (d, N)      K : (d, L)      u, y : (..., d, L)
 """
 
 from __future__ import annotations
@@ -32,15 +38,18 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "channel_convolution",
     "conv_matrix",
     "kernel_effective_length",
     "lti",
     "lti_convolution",
     "lti_recurrent",
     "ssm_kernel",
+    "ssm_kernels",
 ]
 
 _DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_REAL = (torch.float32, torch.float64)
 _MODES = ("recurrent", "direct", "fft")
 
 
@@ -227,6 +236,20 @@ def _conv_direct(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=-1)
 
 
+def _fft_causal(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """y[..., k] = sum_{j<=k} K[..., j] u[..., k-j] by FFT; K and u of one dtype, K (..., L) broadcasting
+    against u (..., L).
+
+    Both are zero-padded to n >= 2L - 1 so that the FFT's circular convolution does not wrap around (n a power
+    of two: a fast FFT size); multiply the spectra, transform back, keep the first L.
+    """
+    L = u.shape[-1]
+    n = 1 << (2 * L - 1).bit_length()
+    if u.dtype.is_complex:
+        return torch.fft.ifft(torch.fft.fft(u, n=n) * torch.fft.fft(K, n=n), n=n)[..., :L]
+    return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
+
+
 def lti_convolution(
     K: torch.Tensor, u: torch.Tensor, D: float | torch.Tensor = 0.0, fft: bool = True
 ) -> torch.Tensor:
@@ -254,14 +277,97 @@ def lti_convolution(
     if K.shape[0] < L:
         K = F.pad(K, (0, L - K.shape[0]))
     if fft:
-        n = 1 << (2 * L - 1).bit_length()  # a power of two >= 2L - 1: no wrap-around, a fast FFT size
-        if dt.is_complex:
-            y = torch.fft.ifft(torch.fft.fft(u, n=n) * torch.fft.fft(K, n=n), n=n)[..., :L]
-        else:
-            y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
+        y = _fft_causal(K, u)
     else:
         y = _conv_direct(K, u)
     return _skip(y, u, D)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Many channels at once: one diagonal system per channel, discretized as the selective scan does.
+
+
+def _check_real(name: str, t, ndim: int, what: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {what}, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must have shape {what}, got {tuple(t.shape)}")
+    if t.dtype not in _REAL:
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+
+
+def ssm_kernels(
+    delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int
+) -> torch.Tensor:
+    """Every channel's convolution kernel (Mamba Eq. 3a) at once, discretized as the selective scan does:
+
+        K[c, k] = sum_n C[c, n] exp(k Δ_c A[c, n]) Δ_c B[c, n],        k = 0..L-1,
+
+    the kernel of channel c's diagonal system with A_bar = exp(Δ A) (ZOH) and B_bar = Δ B (Euler), the pair
+    ``minimamba.scan.selective_scan_ref`` uses, here with a Δ constant in time. A_bar^k is computed as
+    exp(k Δ A): one exponential per entry, no repeated rounding; with A < 0 and Δ > 0 every entry lies in
+    (0, 1] and decays with k (neither sign is checked here).
+
+    Args:
+        delta: (d,) the step Δ of each channel (after any softplus). A, B, C: (d, N): the continuous-time
+            diagonal A, and B, C. All float32 or float64, on one device. L: the kernel length, >= 1.
+    Returns:
+        K: (d, L) in the promoted dtype of the inputs. Memory: one (d, N, L) tensor, exp(k Δ A), which the
+        backward keeps; nothing that grows with a batch.
+    """
+    _check_real("delta", delta, 1, "(d,)")
+    d = delta.shape[0]
+    _check_real("A", A, 2, f"(d, N) with d = {d}")
+    if A.shape[0] != d:
+        raise ValueError(f"A must have shape (d, N) with d = {d} (delta's length), got {tuple(A.shape)}")
+    if A.shape[1] < 1:
+        raise ValueError(f"A must have at least one state (N >= 1), got shape {tuple(A.shape)}")
+    shape = tuple(A.shape)
+    for name, t in (("B", B), ("C", C)):
+        _check_real(name, t, 2, f"(d, N) = {shape}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape (d, N) = {shape} (A's), got {tuple(t.shape)}")
+    _check_length("L", L)
+    _check_same_device(delta=delta, A=A, B=B, C=C)
+    dt = torch.promote_types(torch.promote_types(delta.dtype, A.dtype), torch.promote_types(B.dtype, C.dtype))
+    delta, A, B, C = delta.to(dt), A.to(dt), B.to(dt), C.to(dt)
+    k = torch.arange(L, device=A.device, dtype=dt)  # (L,)
+    A_bar_k = torch.exp((delta[:, None] * A)[:, :, None] * k)  # exp(k Δ A): (d, N, L)
+    CB_bar = C * delta[:, None] * B  # C ⊙ Δ B: (d, N)
+    return (CB_bar[:, :, None] * A_bar_k).sum(1)  # (d, N, L) summed over N -> (d, L)
+
+
+def channel_convolution(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Each channel convolved causally with its own kernel by FFT (Mamba Eq. 3b, every channel at once):
+
+        y[..., c, k] = sum_{j=0}^{k} K[c, j] u[..., c, k-j].
+
+    Args:
+        K: (d, L_K), one kernel per channel; only its first L taps are used, missing ones count as zeros.
+        u: (..., d, L), L >= 1. Both float32 or float64, on one device.
+    Returns:
+        y: (..., d, L) in the promoted dtype of K and u. O(L log L) per channel: u and K zero-padded to a power
+        of two n >= 2L - 1 (no wrap-around); the backward keeps u's spectrum, (..., d, n/2 + 1) complex.
+    """
+    _check_real("K", K, 2, "(d, L_K)")
+    if K.shape[1] < 1:
+        raise ValueError(f"K must have at least one tap, got shape {tuple(K.shape)}")
+    d = K.shape[0]
+    if not isinstance(u, torch.Tensor):
+        raise TypeError(f"u must be a torch.Tensor of shape (..., d, L), got {type(u).__name__}")
+    if u.dim() < 2 or u.shape[-2] != d or u.shape[-1] < 1:
+        raise ValueError(
+            f"u must have shape (..., d, L) with d = {d} (K's rows) and L >= 1, got {tuple(u.shape)}"
+        )
+    if u.dtype not in _REAL:
+        raise TypeError(f"u must be float32 or float64, got {u.dtype}")
+    _check_same_device(K=K, u=u)
+    L = u.shape[-1]
+    dt = torch.promote_types(K.dtype, u.dtype)
+    K, u = K.to(dt)[:, :L], u.to(dt)
+    if K.shape[1] < L:
+        K = F.pad(K, (0, L - K.shape[1]))
+    return _fft_causal(K, u)
 
 
 def conv_matrix(x: torch.Tensor, L: int | None = None) -> torch.Tensor:

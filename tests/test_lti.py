@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from minimamba.lti import (
+    channel_convolution,
     conv_matrix,
     kernel_effective_length,
     lti,
     lti_convolution,
     lti_recurrent,
     ssm_kernel,
+    ssm_kernels,
 )
 from minimamba.testing import check_close as _check_close
 
@@ -307,6 +309,93 @@ def test_lti_full_matrix_bilinear():
 
 
 # --------------------------------------------------------------------------------------------------------
+# Many channels at once: ssm_kernels, channel_convolution
+
+
+def random_channels(d: int, N: int, dtype: torch.dtype, seed: int = 0):
+    """Δ over six decades (1e-4 .. 1e2, log-uniform), A < 0, B and C random: (d,), (d, N) x 3."""
+    g = torch.Generator().manual_seed(seed)
+    delta = torch.exp(
+        torch.empty(d, dtype=torch.float64).uniform_(math.log(1e-4), math.log(1e2), generator=g)
+    )
+    A = -torch.exp(torch.randn(d, N, generator=g, dtype=torch.float64))
+    B, C = (
+        torch.randn(d, N, generator=g, dtype=torch.float64),
+        torch.randn(d, N, generator=g, dtype=torch.float64),
+    )
+    return tuple(x.to(dtype) for x in (delta, A, B, C))
+
+
+def channel_kernels_loop(delta, A, B, C, L: int) -> np.ndarray:
+    """K[c, k] = C_c A_bar_c^k B_bar_c with A_bar = exp(Δ A), B_bar = Δ B, by repeated multiplication (numpy)."""
+    delta, A, B, C = (x.numpy().astype(np.float64) for x in (delta, A, B, C))
+    K = np.zeros((len(delta), L))
+    for c in range(len(delta)):
+        A_bar, v = np.exp(delta[c] * A[c]), delta[c] * B[c]
+        for k in range(L):
+            K[c, k] = C[c] @ v
+            v = A_bar * v
+    return K
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("L", [1, 7, 300])
+@pytest.mark.parametrize("N", [1, 5])
+def test_ssm_kernels_match_powers_loop(dtype, L, N):
+    delta, A, B, C = random_channels(6, N, dtype)
+    K = ssm_kernels(delta, A, B, C, L)
+    assert K.shape == (6, L) and K.dtype == dtype
+    check_close("K per channel", torch.from_numpy(channel_kernels_loop(delta, A, B, C, L)), K, **TOL[dtype])
+
+
+def test_ssm_kernels_row_is_the_kernel_of_the_discretized_channel():
+    """Row c is ssm_kernel of channel c discretized as the scan does (A_bar = exp(Δ A), B_bar = Δ B)."""
+    from minimamba.discretize import mamba_discretize  # noqa: PLC0415
+
+    delta, A, B, C = random_channels(4, 3, torch.float64, seed=1)
+    K = ssm_kernels(delta, A, B, C, 50)
+    for c in range(4):
+        A_bar, B_bar = mamba_discretize(torch.diag(A[c]), B[c], delta[c].item())
+        check_close(f"channel {c}", ssm_kernel(A_bar, B_bar, C[c], 50), K[c], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("L", [1, 7, 100])
+def test_channel_convolution_matches_sum_loop(L):
+    """y[b, c, k] = sum_{j<=k} K[c, j] u[b, c, k-j] as a loop; kernels shorter and longer than u."""
+    u = torch.randn(2, 3, L, dtype=torch.float64)
+    for LK in (1, L, L + 5, max(1, L // 2)):
+        K = torch.randn(3, LK, dtype=torch.float64)
+        ref = np.zeros((2, 3, L))
+        for b in range(2):
+            for c in range(3):
+                for k in range(L):
+                    ref[b, c, k] = sum(K[c, j].item() * u[b, c, k - j].item() for j in range(min(k + 1, LK)))
+        y = channel_convolution(K, u)
+        assert y.shape == u.shape and y.dtype == torch.float64
+        check_close(f"channel conv LK={LK}", torch.from_numpy(ref), y, rtol=1e-9, atol=1e-12)
+
+
+def test_channel_convolution_equals_lti_convolution_per_channel():
+    """fp32 input stays fp32; one batch dimension more or less broadcasts; each channel is lti_convolution."""
+    K, u = torch.randn(4, 33), torch.randn(2, 5, 4, 33)
+    y = channel_convolution(K, u)
+    assert y.dtype == torch.float32 and y.shape == u.shape
+    for c in range(4):
+        check_close(f"channel {c}", lti_convolution(K[c], u[..., c, :]), y[..., c, :], rtol=1e-5, atol=1e-5)
+    check_close("no batch dims", y[0, 0], channel_convolution(K, u[0, 0]), rtol=0, atol=1e-6)
+
+
+def test_channel_gradcheck():
+    """ssm_kernels then channel_convolution, differentiated in Δ, A, B, C and u: against finite differences."""
+    delta, A, B, C = random_channels(3, 2, torch.float64, seed=2)
+    delta = delta.clamp(0.01, 1.0)  # finite differences of exp(k Δ A) want a moderate Δ
+    u = torch.randn(2, 3, 9, dtype=torch.float64)
+    inputs = tuple(x.clone().requires_grad_() for x in (delta, A, B, C, u))
+    fn = lambda d, a, b, c, x: channel_convolution(ssm_kernels(d, a, b, c, x.shape[-1]), x)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------------
 # Bad input
 
 
@@ -348,6 +437,28 @@ def _ok():
         (lambda A, B, C, u: kernel_effective_length(B, mass=0.0), ValueError, "mass must be in (0, 1]"),
         (lambda A, B, C, u: kernel_effective_length(B * 0), ValueError, "K must have a nonzero entry"),
         (lambda A, B, C, u: conv_matrix(B, L=0), ValueError, "L must be >= 1"),
+        (lambda A, B, C, u: ssm_kernels(B.numpy(), -u, u, u, 4), TypeError, "delta must be a torch.Tensor"),
+        (lambda A, B, C, u: ssm_kernels(u, -u, u, u, 4), ValueError, "delta must have shape (d,)"),
+        (lambda A, B, C, u: ssm_kernels(B.double().half(), -u, u, u, 4), TypeError, "delta must be float32"),
+        (lambda A, B, C, u: ssm_kernels(B[:2], -u[:, :0], u, u, 4), ValueError, "at least one state"),
+        (lambda A, B, C, u: ssm_kernels(B, -u, u, u, 4), ValueError, "A must have shape (d, N) with d = 3"),
+        (
+            lambda A, B, C, u: ssm_kernels(B[:2], -u, u[:, :3], u, 4),
+            ValueError,
+            "B must have shape (d, N) = (2, 8)",
+        ),
+        (lambda A, B, C, u: ssm_kernels(B[:2], -u, u, u.int(), 4), TypeError, "C must be float32"),
+        (lambda A, B, C, u: ssm_kernels(B[:2], -u, u, u, 0), ValueError, "L must be >= 1, got 0"),
+        (lambda A, B, C, u: channel_convolution(B, u), ValueError, "K must have shape (d, L_K)"),
+        (lambda A, B, C, u: channel_convolution(u[:, :0], u), ValueError, "K must have at least one tap"),
+        (
+            lambda A, B, C, u: channel_convolution(u, u[0]),
+            ValueError,
+            "u must have shape (..., d, L) with d = 2",
+        ),
+        (lambda A, B, C, u: channel_convolution(u, u.numpy()), TypeError, "u must be a torch.Tensor"),
+        (lambda A, B, C, u: channel_convolution(u, u.bfloat16()), TypeError, "u must be float32 or float64"),
+        (lambda A, B, C, u: channel_convolution(u, u[:, :0]), ValueError, "and L >= 1"),
     ],
 )
 def test_bad_input(call, exc, words):
@@ -417,3 +528,20 @@ def test_cuda_matches_cpu(kind):
             atol=1e-11,
         )
     check_close("conv_matrix cuda", conv_matrix(K_cpu[:50]), conv_matrix(K[:50]).cpu())
+
+
+@pytest.mark.gpu
+def test_channels_cuda_matches_cpu():
+    """ssm_kernels and channel_convolution (cuFFT) on CUDA tensors against the CPU, float64 and float32."""
+    for dtype, tol in (
+        (torch.float64, dict(rtol=1e-10, atol=1e-12)),
+        (torch.float32, dict(rtol=1e-4, atol=1e-5)),
+    ):
+        delta, A, B, C = random_channels(8, 4, dtype, seed=9)
+        u = torch.randn(3, 8, 1000, dtype=dtype)
+        K_cpu = ssm_kernels(delta, A, B, C, 1000)
+        K = ssm_kernels(*(x.cuda() for x in (delta, A, B, C)), 1000)
+        check_close(f"kernels cuda {dtype}", K_cpu, K.cpu(), **tol)
+        check_close(
+            f"conv cuda {dtype}", channel_convolution(K_cpu, u), channel_convolution(K, u.cuda()).cpu(), **tol
+        )

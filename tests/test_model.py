@@ -106,7 +106,10 @@ def test_causal(selective):
             ids2 = ids.clone()
             ids2[0, t] = (ids2[0, t] + 1) % 37
             y2 = m(ids2)
-            assert torch.equal(y[:, :t], y2[:, :t])
+            if selective:
+                assert torch.equal(y[:, :t], y2[:, :t])
+            else:  # the LTI block's FFT convolution: causal in exact arithmetic, its rounding reaches every output
+                assert torch.allclose(y[:, :t], y2[:, :t], rtol=0, atol=1e-12)
             assert not torch.allclose(y[:, t], y2[:, t])
 
 
