@@ -303,7 +303,8 @@ def load_throughput(folder: str | Path | None = None) -> dict[tuple[str, str], f
     """{(size, family): characters per second of training}, from ``<folder>/throughput.json``, written by
     ``scripts/run_language.py --time-steps N`` (each model timed alone on the device; default folder: the
     committed ``results/language/``). A sweep run with ``--parallel`` shares the GPU between its jobs, so its
-    own wall-clock times say how busy the GPU was; these say how fast each model trains by itself."""
+    own wall-clock times say how busy the GPU was; these say how fast each model trains by itself. A model
+    that did not fit on the device (a row with an ``error``) is left out."""
     if folder is None:
         folder = committed.results_folder("language")
     if not isinstance(folder, (str, Path)):
@@ -315,7 +316,7 @@ def load_throughput(folder: str | Path | None = None) -> dict[tuple[str, str], f
 
     try:
         rows = json.loads(path.read_text())["rows"]
-        out = {(r["size"], r["family"]): float(r["tokens_per_s"]) for r in rows}
+        out = {(r["size"], r["family"]): float(r["tokens_per_s"]) for r in rows if "error" not in r}
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a throughput file of run_language.py --time-steps ({e})") from e
     if not out or not all(v > 0 and math.isfinite(v) for v in out.values()):

@@ -131,22 +131,39 @@ def time_steps(args, corpus) -> Path:
                 fused=device.type == "cuda",
             )  # fmt: skip
             stream = data.batches(train_ids, args.batch, args.context, g)
-            times = []
-            for i in range(5 + args.time_steps):
-                batch = next(stream)
-                _sync(device)
-                t = time.perf_counter()
-                train_step(model, opt, batch, len(vocab), device, autocast, args.grad_clip)
-                _sync(device)
-                if i >= 5:
-                    times.append(time.perf_counter() - t)
-            ms = 1e3 * statistics.median(times)
-            row = {"size": size, "family": family, "n_params": model.num_params(), "ms_per_step": ms,
-                   "tokens_per_s": args.batch * args.context / (ms / 1e3)}  # fmt: skip
+            row = {"size": size, "family": family, "n_params": model.num_params()}
+            try:
+                ms = _median_step_ms(model, opt, stream, len(vocab), device, autocast, args)
+            except torch.OutOfMemoryError:  # recorded, and the next model is timed
+                row["error"] = "out of memory"
+                print(f"[{size} {family}] out of memory", flush=True)
+            else:
+                row |= {"ms_per_step": ms, "tokens_per_s": args.batch * args.context / (ms / 1e3)}
+                print(f"[{size} {family}] {row['n_params']:,} params: {ms:.2f} ms/step, "
+                      f"{row['tokens_per_s']:,.0f} characters/s", flush=True)  # fmt: skip
             rows.append(row)
-            print(f"[{size} {family}] {row['n_params']:,} params: {ms:.2f} ms/step, "
-                  f"{row['tokens_per_s']:,.0f} characters/s", flush=True)  # fmt: skip
             del model, opt
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            _write_throughput(rows, args, device)  # after every model: a cut-off run keeps what it timed
+    return _write_throughput(rows, args, device)
+
+
+def _median_step_ms(model, opt, stream, vocab_size: int, device, autocast, args) -> float:
+    """Median milliseconds of ``args.time_steps`` optimizer steps after 5 untimed ones (synchronized)."""
+    times = []
+    for i in range(5 + args.time_steps):
+        batch = next(stream)
+        _sync(device)
+        t = time.perf_counter()
+        train_step(model, opt, batch, vocab_size, device, autocast, args.grad_clip)
+        _sync(device)
+        if i >= 5:
+            times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def _write_throughput(rows: list[dict], args, device) -> Path:
     settings = {"context": args.context, "batch": args.batch, "warmup_steps": 5, "timed_steps": args.time_steps,
                 "precision": "fp32" if args.fp32 or device.type != "cuda" else "bf16 autocast"}  # fmt: skip
     meta = run_meta(device, command=shlex.join(["python", "scripts/run_language.py", *args.argv]),

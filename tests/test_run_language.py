@@ -170,3 +170,31 @@ def test_parallel_and_time_steps_reject_bad_values(bad, capsys):
     with pytest.raises(SystemExit):
         _script().parse_args(bad)
     assert bad[0] in capsys.readouterr().err
+
+
+def test_time_steps_records_a_model_that_does_not_fit(corpus_dir, tmp_path, monkeypatch):
+    """A model out of device memory gets a row with its error; the others are still timed, and
+    load_throughput leaves it out."""
+    from minimamba.language_runs import load_throughput
+
+    script = _script()
+    real = script._median_step_ms
+
+    def fake(model, *args):
+        if isinstance(model, language.build(family_config("lstm", "0.5M", 5)).__class__):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, *args)
+
+    monkeypatch.setattr(script, "_median_step_ms", fake)
+    out = tmp_path / "out"
+    argv = ["--smoke", "--families", "lstm,mamba", "--data", str(corpus_dir), "--out", str(out)]
+    assert script.main([*argv, "--time-steps", "1"]) == 0
+    rows = json.loads((out / "throughput.json").read_text())["rows"]
+    assert rows[0] == {
+        "size": "0.5M",
+        "family": "lstm",
+        "n_params": rows[0]["n_params"],
+        "error": "out of memory",
+    }
+    assert rows[1]["family"] == "mamba" and rows[1]["ms_per_step"] > 0
+    assert set(load_throughput(out)) == {("0.5M", "mamba")}
