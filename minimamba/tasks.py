@@ -36,6 +36,7 @@ __all__ = [
     "marker_token",
     "masked_accuracy",
     "masked_loss",
+    "masked_loss_dense",
     "render",
     "selective_copying",
 ]
@@ -200,6 +201,27 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
     if scored.dtype in (torch.float16, torch.bfloat16):
         scored = scored.float()
     return F.cross_entropy(scored, targets[mask])
+
+
+def masked_loss_dense(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_loss` without boolean indexing: the cross-entropy at every position, weighted by the
+    mask and divided by the number of answers. The same value (up to the order of the sums), and no
+    operation whose output size depends on the data, so no wait for the GPU: a CUDA graph can capture it
+    (:class:`minimamba.train.GraphedStep`). Its arguments are checked by shape and dtype only; a mask that
+    selects nothing gives NaN instead of an error (checking it would be such a wait)."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a (batch, T, vocab) tensor, got {got}")
+    for name, t in (("targets", targets), ("mask", mask)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(logits.shape[:2]):
+            raise ValueError(f"{name} must be a (batch, T) = {tuple(logits.shape[:2])} tensor like logits")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    safe = torch.where(mask, targets, torch.zeros_like(targets))  # any valid class where the mask is off
+    ce = F.cross_entropy(x.flatten(0, 1), safe.flatten(), reduction="none")  # (batch · T,)
+    m = mask.flatten().to(ce.dtype)
+    return (ce * m).sum() / m.sum()
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from minimamba.tasks import TaskBatch, masked_accuracy, masked_loss
 
 __all__ = [
     "CPU_DEMO",
+    "GraphedStep",
     "cpu_demo",
     "cpu_demo_lstm",
     "evaluate",
@@ -41,6 +42,79 @@ __all__ = [
 TaskFn = Callable[..., TaskBatch]
 #: eval_fn(batch, L, generator=g) -> TaskBatch, e.g. functools.partial(induction_heads, vocab=16)
 EvalFn = Callable[..., TaskBatch]
+
+
+class GraphedStep:
+    """One training step of a small model on a CUDA GPU, captured once in a CUDA graph and then replayed.
+
+    A step is ``loss_fn(model(inputs), *targets)``, its backward, an optional gradient clip and
+    ``opt.step()``. A model of a few layers launches a few hundred small kernels per step, each costing the
+    host more time than the GPU; a replay launches them all at once, the same kernels an eager step with the
+    same ``loss_fn`` runs. Nothing in the step may wait for the GPU (no ``.item()``, no boolean indexing):
+    use :func:`minimamba.tasks.masked_loss_dense`, not ``masked_loss``.
+
+    ``opt`` must be created with ``capturable=True`` (its step count lives on the GPU) and a constant learning
+    rate (a graph replays the values it captured). The batch's shapes are fixed by the first call.
+
+    ``step(inputs, *targets)`` copies the batch into the graph's input buffers and returns (logits, loss),
+    the graph's own output tensors, overwritten by the next call (``.detach().clone()`` what you keep). The
+    first ``warmup`` calls run eagerly on a side stream (as PyTorch's CUDA-graph recipe asks, so that lazy
+    allocations happen before the capture); the next one captures the step and replays it: every call is
+    one real optimizer step.
+    """
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, autocast: Callable,
+                 grad_clip: float = 0.0, warmup: int = 3):  # fmt: skip
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        groups = getattr(opt, "param_groups", None)
+        if not groups or not all(g.get("capturable", False) for g in groups):
+            raise ValueError("opt must be a torch optimizer created with capturable=True")
+        _check_float("grad_clip", grad_clip, 0.0, strict=False)
+        _check_int("warmup", warmup, 1)
+        self.model, self.opt, self.loss_fn, self.autocast = model, opt, loss_fn, autocast
+        self.grad_clip, self.warmup, self.calls = grad_clip, warmup, 0
+        self.graph, self.static, self.out, self.stream = None, None, None, None
+
+    def _eager(self, inputs, targets):
+        with self.autocast():
+            logits = self.model(inputs)
+        loss = self.loss_fn(logits, *targets)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.opt.step()
+        return logits, loss
+
+    def step(self, inputs: torch.Tensor, *targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = (inputs, *targets)
+        if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in batch):
+            raise ValueError("inputs and targets must be CUDA tensors (a CUDA graph runs on the GPU)")
+        if self.static is None:
+            self.static = [t.clone() for t in batch]
+        elif [t.shape for t in batch] != [t.shape for t in self.static]:
+            raise ValueError(
+                f"inputs and targets must keep the first batch's shapes {[tuple(t.shape) for t in self.static]}, "
+                f"got {[tuple(t.shape) for t in batch]}"
+            )
+        for buf, t in zip(self.static, batch):
+            buf.copy_(t)
+        self.calls += 1
+        if self.calls <= self.warmup:  # eager, on a side stream
+            self.stream = self.stream or torch.cuda.Stream()
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                self.opt.zero_grad(set_to_none=True)
+                out = self._eager(self.static[0], self.static[1:])
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return out
+        if self.graph is None:  # capture (this call's step), then replay it
+            self.opt.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph's pool
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self._eager(self.static[0], self.static[1:])
+        self.graph.replay()
+        return self.out
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -66,8 +66,15 @@ from minimamba import block, scan
 from minimamba.config import MambaConfig
 from minimamba.language import build, make_config
 from minimamba.model import MambaLM
-from minimamba.tasks import induction_heads, masked_accuracy, masked_loss, selective_copying
+from minimamba.tasks import (
+    induction_heads,
+    masked_accuracy,
+    masked_loss,
+    masked_loss_dense,
+    selective_copying,
+)
 from minimamba.train import (
+    GraphedStep,
     _jsonable,
     evaluate,
     git_describe,
@@ -379,7 +386,8 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
         "seed": args.seed,
         "tiny": args.tiny,
     }
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    # capturable: the step count on the GPU, so that a CUDA graph can replay the update (--cuda-graph)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, capturable=args.cuda_graph)
     g = torch.Generator().manual_seed(args.seed)  # the training data stream
     gv = torch.Generator().manual_seed(args.seed + 1_000_003)  # the fixed validation set, apart
     sizes = [min(64, eval_size - i) for i in range(0, eval_size, 64)]
@@ -421,6 +429,7 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
             "command": shlex.join(["python", "scripts/run_synthetic.py", *args.argv]),
             "device": run_meta(device)["device"],
             "from_step": state["step"],
+            "cuda_graph": args.cuda_graph,
         }
     )
 
@@ -462,17 +471,23 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
     if not state["trained"]:
         model.train()
         bar = tqdm(total=steps, initial=state["step"], desc=name, disable=args.no_progress, leave=True)
+        graphed = (
+            GraphedStep(model, opt, masked_loss_dense, autocast, args.grad_clip) if args.cuda_graph else None
+        )
         while state["step"] < steps:
             step = state["step"] + 1
             inputs, targets, mask = task_fn(batch, generator=g).to(device)
-            with autocast():
-                logits = model(inputs)
-            loss = masked_loss(logits, targets, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            opt.step()
+            if graphed is not None:  # the same step, replayed from a CUDA graph
+                logits, loss = graphed.step(inputs, targets, mask)
+            else:
+                with autocast():
+                    logits = model(inputs)
+                loss = masked_loss(logits, targets, mask)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if args.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                opt.step()
             loss_sum += loss.detach()
             n_sum += 1
             state["step"] = step
@@ -601,6 +616,8 @@ def paper_main(args, p: argparse.ArgumentParser) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.cuda_graph and not str(args.device).startswith("cuda"):
+        p.error(f"--cuda-graph needs a CUDA device (--device cuda), got --device {args.device}")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
         p.error(f"--lr must be a finite number > 0, got {args.lr}")
     if args.tiny:
@@ -689,6 +706,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--test-chunk", type=int, default=2**16, help="tokens per pass through a recurrent cache")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (default: fp32)")
     g.add_argument("--parallel", action="store_true", help="one process per run, all at once")
+    g.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each training step from a CUDA graph (minimamba.train.GraphedStep): these models "
+        "launch hundreds of tiny kernels per step; a replay launches them at once (CUDA only)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     b = p.add_argument_group("budget runs (without --model): the S6 / LTI experiments of results/")
     b.add_argument("--only", default=",".join(EXPERIMENTS), help="comma-separated experiment names")

@@ -92,6 +92,7 @@ def test_help_describes_every_model_and_task(capsys):
         (["--model", "s6", "--L", "2"], "must be >= 3"),
         (["--model", "s6", "--lr", "-1"], "--lr must be a finite number > 0"),
         (["--model", "s6", "--patience", "-1"], "--patience must be >= 0"),
+        (["--model", "s6", "--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device"),
     ],
 )
 def test_bad_arguments_are_named(argv, msg, capsys, tmp_path):
@@ -265,6 +266,28 @@ def test_every_model_at_paper_width_gpu(tmp_path):
         doc = json.loads((tmp_path / f"synthetic_induction256_{m}_seed0.json").read_text())
         assert doc["meta"]["done"] and doc["config"]["d_model"] == (64 if m in ("s6", "lti") else 128)
         assert [int(L) for L in doc["history"]["test"]] == [2**p for p in range(6, 13)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model_name", MODELS)
+def test_cuda_graph_run_follows_the_eager_run_gpu(tmp_path, model_name):
+    """--cuda-graph replays the same steps: its training-loss and validation curves follow the eager
+    run's (same seed, same data; fp32; the loss is written without boolean indexing there, so the sums
+    differ in order: a relative 1e-4)."""
+    script = _script()
+    docs = {}
+    for graph in (False, True):
+        out = tmp_path / ("graph" if graph else "eager")
+        argv = ["--model", model_name, "--steps", "40", "--eval-every", "20", "--log-every", "10"]
+        argv += ["--max-test-length", "64", "--test-size", "8", "--no-progress", "--device", "cuda"]
+        argv += ["--out", str(out), *(["--cuda-graph"] if graph else [])]
+        assert script.main(argv) == 0
+        docs[graph] = json.loads((out / f"synthetic_induction256_{model_name}_seed0.json").read_text())
+    eager, graphed = docs[False]["history"], docs[True]["history"]
+    assert docs[True]["meta"]["invocations"][0]["cuda_graph"] is True
+    assert eager["step"] == graphed["step"]
+    for a, b in zip(eager["loss"] + eager["val_loss"], graphed["loss"] + graphed["val_loss"]):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (a, b)
 
 
 @pytest.mark.gpu

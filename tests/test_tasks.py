@@ -14,6 +14,7 @@ from minimamba.tasks import (
     marker_token,
     masked_accuracy,
     masked_loss,
+    masked_loss_dense,
     render,
     selective_copying,
 )
@@ -237,3 +238,32 @@ def test_render():
         render(b.inputs[0], "copy")
     with pytest.raises(ValueError, match=r"inputs must be one sequence of shape \(T,\), got \(1, 8\)"):
         render(b.inputs, "selective_copying")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_loss_dense_equals_masked_loss(dtype):
+    """The CUDA-graph-capturable loss against the one with boolean indexing: value and gradient."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 11, 19, generator=g).to(dtype)
+    targets = torch.randint(0, 16, (3, 11), generator=g)
+    mask = torch.rand(3, 11, generator=g) < 0.4
+    mask[0, 0] = True
+    targets[~mask] = -100  # what the tasks put outside the answers: never read by the dense loss
+    results = []
+    for fn in (masked_loss, masked_loss_dense):
+        leaf = logits.clone().requires_grad_()
+        loss = fn(leaf, targets, mask)
+        results.append((loss.detach().float(), torch.autograd.grad(loss, leaf)[0].float()))
+    (a, ga), (b, gb) = results
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert torch.allclose(a, b, rtol=tol, atol=tol) and torch.allclose(ga, gb, rtol=tol, atol=tol)
+
+
+def test_masked_loss_dense_rejects_bad_arguments():
+    logits, targets = torch.zeros(2, 5, 7), torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="logits must be"):
+        masked_loss_dense(torch.zeros(2, 5), targets, torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask must be a \\(batch, T\\)"):
+        masked_loss_dense(logits, targets, torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must be a bool"):
+        masked_loss_dense(logits, targets, torch.ones(2, 5))
