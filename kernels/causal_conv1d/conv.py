@@ -21,8 +21,8 @@ the output once. The backward recomputes ``pre`` at the K shifted positions each
 forward saves x only; dw and dbias are summed per program in fp32 and the partial sums added by PyTorch
 (a deterministic reduction). mamba_ssm calls the ``causal_conv1d`` package's CUDA kernels for this.
 
-x, out, dx may have any strides (in the Mamba block x is the first half of ``in_proj``'s output, a
-strided view). Naming: ``p_`` pointers, ``b_`` blocks (values in registers), ``m_`` masks, ``o_`` offsets,
+x, out, dx may have any strides (the Mamba block's fused path passes a contiguous x, the output of
+``in_proj``'s first half). Naming: ``p_`` pointers, ``b_`` blocks (values in registers), ``m_`` masks, ``o_`` offsets,
 ``s_`` strides.
 """
 
