@@ -170,7 +170,9 @@ def induction_heads(
     return out.to(device) if device is not None else out
 
 
-def _check_scored(logits, targets, mask) -> None:
+def _check_scored(logits, targets, mask, nonempty: bool = True) -> None:
+    """Shapes and dtypes; with ``nonempty``, also that the mask selects something (which reads the mask's
+    values: on a GPU, a wait for it)."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"logits must be a (batch, T, vocab) tensor, got {got}")
@@ -183,7 +185,7 @@ def _check_scored(logits, targets, mask) -> None:
             )
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
-    if not bool(mask.any()):
+    if nonempty and not bool(mask.any()):
         raise ValueError("mask selects no position: there is nothing to score")
 
 
@@ -209,14 +211,7 @@ def masked_loss_dense(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
     operation whose output size depends on the data, so no wait for the GPU: a CUDA graph can capture it
     (:class:`minimamba.train.GraphedStep`). Its arguments are checked by shape and dtype only; a mask that
     selects nothing gives NaN instead of an error (checking it would be such a wait)."""
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"logits must be a (batch, T, vocab) tensor, got {got}")
-    for name, t in (("targets", targets), ("mask", mask)):
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(logits.shape[:2]):
-            raise ValueError(f"{name} must be a (batch, T) = {tuple(logits.shape[:2])} tensor like logits")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    _check_scored(logits, targets, mask, nonempty=False)
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     safe = torch.where(mask, targets, torch.zeros_like(targets))  # any valid class where the mask is off
     ce = F.cross_entropy(x.flatten(0, 1), safe.flatten(), reduction="none")  # (batch · T,)

@@ -10,6 +10,7 @@ accuracies at different steps are comparable. It returns a plain ``dict`` histor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -33,9 +34,11 @@ __all__ = [
     "evaluate",
     "last_logits",
     "load_results",
+    "optimizer_step",
     "run_meta",
     "save_results",
     "train",
+    "without_option",
 ]
 
 #: task_fn(batch, generator=g) -> TaskBatch, e.g. functools.partial(selective_copying, L=64, k=4)
@@ -77,14 +80,15 @@ class GraphedStep:
         self.graph, self.static, self.out, self.stream = None, None, None, None
 
     def _eager(self, inputs, targets):
-        with self.autocast():
-            logits = self.model(inputs)
-        loss = self.loss_fn(logits, *targets)
-        loss.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.opt.step()
-        return logits, loss
+        return optimizer_step(
+            self.model,
+            self.opt,
+            self.loss_fn,
+            inputs,
+            *targets,
+            autocast=self.autocast,
+            grad_clip=self.grad_clip,
+        )
 
     def step(self, inputs: torch.Tensor, *targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = (inputs, *targets)
@@ -104,17 +108,48 @@ class GraphedStep:
             self.stream = self.stream or torch.cuda.Stream()
             self.stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.stream):
-                self.opt.zero_grad(set_to_none=True)
                 out = self._eager(self.static[0], self.static[1:])
             torch.cuda.current_stream().wait_stream(self.stream)
             return out
-        if self.graph is None:  # capture (this call's step), then replay it
-            self.opt.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph's pool
-            self.graph = torch.cuda.CUDAGraph()
+        if self.graph is None:  # capture (this call's step), then replay it; the step's zero_grad sets the
+            self.graph = (
+                torch.cuda.CUDAGraph()
+            )  # gradients to None, so the backward allocates them in the graph's pool
             with torch.cuda.graph(self.graph):
                 self.out = self._eager(self.static[0], self.static[1:])
         self.graph.replay()
         return self.out
+
+
+def optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, inputs: torch.Tensor,
+                   *targets: torch.Tensor, autocast: Callable = contextlib.nullcontext,
+                   grad_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One optimizer step: the gradients cleared (set to None), the forward under ``autocast()``,
+    ``loss_fn(logits, *targets)``, its backward, the gradient norm clipped to ``grad_clip`` (None or 0: not
+    clipped), ``opt.step()``. Returns (logits, loss), not detached."""
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        logits = _logits(model, inputs)
+    loss = loss_fn(logits, *targets)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return logits, loss
+
+
+def without_option(argv: list[str], opt: str, takes_value: bool = True) -> list[str]:
+    """``argv`` without every ``opt`` (and the value after it, when ``takes_value``) and ``opt=value``: the
+    command line of a script's child process, before the options set per child are appended."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == opt:
+            skip = takes_value
+        elif not a.startswith(opt + "="):
+            out.append(a)
+    return out
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -306,13 +341,7 @@ def train(
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=True)
     for step in bar:
         inputs, targets, mask = task_fn(batch, generator=g).to(device)
-        logits = _logits(model, inputs)
-        loss = masked_loss(logits, targets, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        logits, loss = optimizer_step(model, opt, masked_loss, inputs, targets, mask, grad_clip=grad_clip)
         window += loss.detach()
         n_window += 1
         out_of_time = budget_seconds is not None and time.perf_counter() - t0 > budget_seconds

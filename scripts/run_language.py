@@ -48,7 +48,7 @@ from minimamba.language import (
     sample,
     sweep_edge,
 )
-from minimamba.train import git_describe, load_results, run_meta, save_results
+from minimamba.train import git_describe, load_results, optimizer_step, run_meta, save_results, without_option
 
 SMOKE = {
     "context": 64,
@@ -95,14 +95,8 @@ def _save_atomic(obj, path: Path) -> None:
 def train_step(model, opt, batch, vocab_size: int, device, autocast, grad_clip: float) -> torch.Tensor:
     """One optimizer step on ``batch`` (inputs, targets); returns the loss, detached, on the device."""
     x, y = (t.to(device, non_blocking=True) for t in batch)
-    with autocast():
-        logits = model(x)
-    loss = cross_entropy(logits, y, vocab_size)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    return loss.detach()
+    loss_fn = lambda logits, targets: cross_entropy(logits, targets, vocab_size)  # noqa: E731
+    return optimizer_step(model, opt, loss_fn, x, y, autocast=autocast, grad_clip=grad_clip)[1].detach()
 
 
 def _autocast(device, fp32: bool):
@@ -120,7 +114,7 @@ def time_steps(args, corpus) -> Path:
     device = torch.device(args.device)
     autocast = _autocast(device, args.fp32)
     g = torch.Generator().manual_seed(args.seed)
-    rows = []
+    rows, path = [], None
     for size in args.size_list:
         for family in args.family_list:
             config = family_config(family, size, len(vocab), max_len=max(args.context, 2048))
@@ -145,8 +139,10 @@ def time_steps(args, corpus) -> Path:
             del model, opt
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            _write_throughput(rows, args, device)  # after every model: a cut-off run keeps what it timed
-    return _write_throughput(rows, args, device)
+            path = _write_throughput(
+                rows, args, device
+            )  # after every model: a cut-off run keeps what it timed
+    return path
 
 
 def _median_step_ms(model, opt, stream, vocab_size: int, device, autocast, args) -> float:
@@ -184,7 +180,10 @@ def run_parallel(args) -> int:
     order: each small model is launch-bound and leaves the GPU mostly idle. SIGTERM reaches every child
     (each has written its JSON after its last evaluation; ``--resume`` continues from the checkpoints)."""
     jobs = [(s, f, lr) for s in args.size_list for f in args.family_list for lr in args.lr_list]
-    base = [a for a in _drop_opt(args.argv, "--parallel") if a != "--no-progress"] + ["--no-progress"]
+    base = without_option(args.argv, "--no-progress", takes_value=False)
+    for opt in ("--parallel", "--sizes", "--families", "--lrs"):  # --no-progress and these: set per job
+        base = without_option(base, opt)
+    base.append("--no-progress")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     running, failed = {}, []
 
@@ -208,19 +207,6 @@ def run_parallel(args) -> int:
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _drop_opt(argv: list[str], opt: str) -> list[str]:
-    """argv without ``opt value`` / ``opt=value``, and without ``--sizes/--families/--lrs`` (set per job)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in (opt, "--sizes", "--families", "--lrs"):
-            skip = True
-        elif not any(a.startswith(o + "=") for o in (opt, "--sizes", "--families", "--lrs")):
-            out.append(a)
-    return out
 
 
 def run_one(size: str, family: str, lr: float, args, corpus) -> Path:

@@ -80,9 +80,11 @@ from minimamba.train import (
     git_describe,
     last_logits,
     load_results,
+    optimizer_step,
     run_meta,
     save_results,
     train,
+    without_option,
 )
 
 # The paper's settings (App. E.1) for reference, then ours. Shared: vocab 16, 2 layers, d_model 64, Adam
@@ -480,14 +482,16 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
             if graphed is not None:  # the same step, replayed from a CUDA graph
                 logits, loss = graphed.step(inputs, targets, mask)
             else:
-                with autocast():
-                    logits = model(inputs)
-                loss = masked_loss(logits, targets, mask)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if args.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                opt.step()
+                logits, loss = optimizer_step(
+                    model,
+                    opt,
+                    masked_loss,
+                    inputs,
+                    targets,
+                    mask,
+                    autocast=autocast,
+                    grad_clip=args.grad_clip,
+                )
             loss_sum += loss.detach()
             n_sum += 1
             state["step"] = step
@@ -633,8 +637,8 @@ def paper_main(args, p: argparse.ArgumentParser) -> int:
         return 0
     procs = {}
     for m, L in runs:  # one process per run, in parallel: each is launch-bound and leaves the GPU mostly idle
-        argv = [a for a in args.argv if a != "--parallel"]
-        argv = _replace_opt(_replace_opt(argv, "--model", m), "--L", str(L))
+        argv = without_option(without_option(args.argv, "--parallel", takes_value=False), "--model")
+        argv = [*without_option(argv, "--L"), "--model", m, "--L", str(L)]
         procs[(m, L)] = subprocess.Popen(
             [sys.executable, __file__, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
@@ -642,22 +646,6 @@ def paper_main(args, p: argparse.ArgumentParser) -> int:
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _replace_opt(argv: list[str], opt: str, value: str) -> list[str]:
-    """argv with ``opt value`` (or ``opt=value``) replaced by ``opt value``, appended if absent."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == opt:
-            skip = True
-            continue
-        if a.startswith(opt + "="):
-            continue
-        out.append(a)
-    return [*out, opt, value]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -263,7 +263,7 @@ def test_masked_loss_dense_rejects_bad_arguments():
     logits, targets = torch.zeros(2, 5, 7), torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match="logits must be"):
         masked_loss_dense(torch.zeros(2, 5), targets, torch.ones(2, 5, dtype=torch.bool))
-    with pytest.raises(ValueError, match="mask must be a \\(batch, T\\)"):
+    with pytest.raises(ValueError, match="mask must have shape \\(batch, T\\)"):
         masked_loss_dense(logits, targets, torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must be a bool"):
         masked_loss_dense(logits, targets, torch.ones(2, 5))

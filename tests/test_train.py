@@ -315,3 +315,14 @@ def test_graphed_step_equals_eager_steps_gpu():
     assert la == pytest.approx(lb, rel=1e-4)
     for a, b in zip(pa, pb):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_without_option_drops_the_option_and_its_value():
+    """Both spellings, every occurrence; a flag without a value; other options untouched."""
+    from minimamba.train import without_option
+
+    argv = ["--model", "s6", "--L=256", "--parallel", "--out", "r", "--L", "64", "--lrs", "1e-3"]
+    assert without_option(argv, "--L") == ["--model", "s6", "--parallel", "--out", "r", "--lrs", "1e-3"]
+    assert without_option(argv, "--parallel", takes_value=False) == [a for a in argv if a != "--parallel"]
+    assert without_option(argv, "--lr") == argv  # a prefix of --lrs is another option
+    assert without_option([], "--L") == []
