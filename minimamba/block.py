@@ -11,8 +11,8 @@ Two ways to run it: ``forward`` over a whole sequence (the parallel / training m
 continues from the cache and leaves it ready for ``step``), and ``step`` for one token with a cache
 (the recurrent / generation mode, O(1) work and memory per token). Each has a fused version with the same
 arithmetic: ``_step_fused``, chosen on a GPU as the scan chooses its backend, and ``_forward_fused`` (Triton
-conv, fewer stored activations; ``minimamba/fused.py``), opt-in through ``fused_forward``. ``forward`` and ``step`` as written below are what
-the notebooks read.
+conv, fewer stored activations; ``minimamba/fused.py``), opt-in through ``fused_forward``. ``forward`` and
+``step`` as written below are what the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
 B and C are learned parameters independent of the input (S4D-like), and x_proj / dt_proj are gone;
@@ -158,7 +158,8 @@ class MambaMixer(nn.Module):
     def lti_ssm(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The LTI block's SSM over a whole sequence from a zero state, as a convolution (Mamba Eq. 3a/3b):
 
-            y_t = sum_{k=0}^{t} K[c, k] u[c, t-k] + D_c u_t,    K[c, k] = sum_n C[c, n] exp(k Δ_c A[c, n]) Δ_c B[c, n],
+            y_t = sum_{k=0}^{t} K[c, k] u[c, t-k] + D_c u_t,
+            K[c, k] = sum_n C[c, n] exp(k Δ_c A[c, n]) Δ_c B[c, n],
 
         then gated by SiLU(z): what the selective scan gives for the same Δ = softplus(dt_bias), B, C (its
         discretization, ZOH for A and Euler for B), in fp32 (fp64 for fp64 input) like the scan's state.
@@ -192,8 +193,9 @@ class MambaMixer(nn.Module):
     def _forward_fused(self, hidden: torch.Tensor) -> torch.Tensor:
         """``forward`` without a cache, fused (``minimamba.fused``): the conv, SiLU and x_proj in one autograd
         node that recomputes the conv output in its backward, every projection in the conv's and the scan's
-        (batch, ·, L) layout (``weight_matmul``: no transposed copies), dt_proj's bias added inside the scan, and the scan's saved u and Δ recomputed in the backward
-        instead of stored. The same arithmetic as the lines above."""
+        (batch, ·, L) layout (``weight_matmul``: no transposed copies), dt_proj's bias added inside the scan,
+        and the scan's saved u and Δ recomputed in the backward instead of stored. The same arithmetic as the
+        lines above."""
         from minimamba.fused import conv_x_proj, recompute_conv, recomputed, weight_matmul  # noqa: PLC0415
 
         h_t, w_in, b_in = hidden.transpose(1, 2), self.in_proj.weight, self.in_proj.bias  # h_t: a view

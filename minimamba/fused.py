@@ -7,8 +7,9 @@ activations:
 - the causal conv and its SiLU are one Triton kernel (``minimamba.kernels.causal_conv1d``), forward and
   backward;
 - the conv and x_proj are one autograd node, :func:`conv_x_proj`, which saves the conv's *input* x (the
-  output of ``in_proj``'s first half; ``in_proj``'s own backward needs nothing of it) and recomputes the conv output u in the
-  backward; and the scan's own saved u and Δ are replaced by how to recompute them (:func:`recomputed`).
+  output of ``in_proj``'s first half; ``in_proj``'s own backward needs nothing of it) and recomputes the
+  conv output u in the backward; and the scan's own saved u and Δ are replaced by how to recompute them
+  (:func:`recomputed`).
   In PyTorch, autograd keeps the conv's padded output (for SiLU), u (for the scan), a (batch·L, d_inner)
   copy of u (for x_proj's weight gradient) and Δ: four (batch, d_inner, L) tensors per layer that this
   path recomputes (a conv and a rank-R matmul; ``tests/test_fused_block.py`` measures the memory held on

@@ -8,7 +8,11 @@ one (``minimamba.fused``) can be compared on any device.
 The count runs the forward under saved-tensor hooks (``torch.autograd.graph.saved_tensors_hooks``, through
 :func:`minimamba.fused.saved_tensors_hooks` so that a :func:`minimamba.fused.recomputed` opened inside hands
 on the tensors it does not replace). A tensor that ``recomputed`` replaces by its recipe is not kept and not
-counted. Each storage is counted once, whole (x and z, two views of ``in_proj``'s output, are one storage).
+counted. Each storage is counted once, whole (in the readable block x and z, two views of ``in_proj``'s
+output, are one storage).
+
+Time has a memory side too: a tensor copied into another layout is read and written once more.
+:func:`big_copies` lists the copies of large tensors that PyTorch makes while a function runs.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import Tensor, nn
 
 from minimamba.fused import saved_tensors_hooks
 
-__all__ = ["SavedActivation", "SavedForBackward", "saved_for_backward"]
+__all__ = ["SavedActivation", "SavedForBackward", "big_copies", "saved_for_backward"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +122,32 @@ def saved_for_backward(
         output = fn(*args, **kwargs)
     saved = [SavedActivation(*row) for row in found.values()]
     return SavedForBackward(output, saved, sum(s.nbytes for s in saved))
+
+
+class _CopySpy(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self, numel: int):
+        super().__init__()
+        self.numel, self.copies = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        t = args[0] if args and isinstance(args[0], Tensor) else None
+        # two dimensions or more: Triton's CPU interpreter copies flat buffers to and from the kernels it runs
+        if str(func).startswith(("aten.clone", "aten.copy_", "aten._to_copy")) and t is not None:
+            if t.dim() >= 2 and t.numel() >= self.numel:
+                self.copies.append((str(func).removeprefix("aten."), tuple(t.shape)))
+        return func(*args, **(kwargs or {}))
+
+
+def big_copies(fn: Callable[[], Any], numel: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Run ``fn()`` (a forward, a backward, both) and list every copy PyTorch dispatches of a tensor of at
+    least ``numel`` elements and two dimensions: (operator, shape of the source), in order. Copies into
+    another layout (``contiguous()`` of a transposed view, a reshape that cannot be a view) and casts count;
+    a ``TorchDispatchMode`` sees every operator below autograd, forward and backward alike."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if isinstance(numel, bool) or not isinstance(numel, int) or numel < 1:
+        raise ValueError(f"numel must be an int >= 1, got {numel!r}")
+    spy = _CopySpy(numel)
+    with spy:
+        fn()
+    return spy.copies

@@ -19,6 +19,7 @@ import torch
 from minimamba.block import MambaMixer
 from minimamba.config import MambaConfig
 from minimamba.fused import conv_x_proj, conv_x_proj_ref, recomputed, weight_matmul
+from minimamba.memory import big_copies
 from minimamba.model import MambaLM
 from minimamba.testing import check_close, rel_error
 
@@ -175,23 +176,6 @@ def test_weight_matmul_under_autocast_runs_in_autocast_dtype():
         weight_matmul(w, torch.zeros(2, 7, 9))
 
 
-class _BigCopies(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the copies (clone, copy_, _to_copy) of tensors with at least ``numel`` elements."""
-
-    def __init__(self, numel: int):
-        super().__init__()
-        self.numel, self.copies = numel, []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        t = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        # at least 2-D: Triton's interpreter copies flat buffers to and from the kernels it runs
-        big = t is not None and t.dim() >= 2 and t.numel() >= self.numel
-        if name.startswith(("aten.clone", "aten.copy_", "aten._to_copy")) and big:
-            self.copies.append((name, tuple(args[0].shape)))
-        return func(*args, **(kwargs or {}))
-
-
 def test_fused_mixer_copies_no_d_inner_activation():
     """Forward and backward of the fused mixer copy no (batch, d_inner, L) activation into another layout
     (every projection is a batched product in the scan's layout); the readable one copies several, which
@@ -205,10 +189,7 @@ def test_fused_mixer_copies_no_d_inner_activation():
     counts = {}
     for fused in (False, True):
         mixer.fused_forward = fused
-        spy = _BigCopies(batch * mixer.d_inner * L)
-        with spy:
-            mixer(hidden).sum().backward()
-        counts[fused] = spy.copies
+        counts[fused] = big_copies(lambda: mixer(hidden).sum().backward(), batch * mixer.d_inner * L)
     assert counts[True] == [], counts[True]
     assert len(counts[False]) >= 3, counts[False]
 

@@ -12,7 +12,7 @@ from torch import nn
 from minimamba.block import MambaMixer
 from minimamba.config import MambaConfig
 from minimamba.fused import recomputed
-from minimamba.memory import saved_for_backward
+from minimamba.memory import big_copies, saved_for_backward
 
 F32 = 4  # bytes per fp32 element
 
@@ -114,3 +114,23 @@ def test_bad_input():
         saved_for_backward(torch.sin, x, exclude=[x, 3])
     with pytest.raises(TypeError, match="exclude_inputs must be a bool"):
         saved_for_backward(torch.sin, x, exclude_inputs="yes")
+
+
+def test_big_copies_lists_large_layout_copies_only():
+    """A transposed view made contiguous and a cast are copies; a view, and copies below the size, are not."""
+    x = torch.randn(4, 6, 5)
+
+    def work():
+        x.transpose(1, 2).contiguous()  # 120 elements: counted
+        x.float().double()  # a cast: counted
+        x.view(24, 5)  # a view: nothing copied
+        x[:1].clone()  # 30 elements: below the size
+        torch.randn(200).clone()  # one dimension: not counted
+
+    got = big_copies(work, numel=100)
+    assert [shape for _, shape in got] == [(4, 5, 6), (4, 6, 5)]
+    assert got[0][0].startswith("clone") and got[1][0].startswith("_to_copy")
+    with pytest.raises(ValueError, match="numel must be"):
+        big_copies(work, 0)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        big_copies(None, 10)

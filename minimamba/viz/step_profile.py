@@ -51,21 +51,21 @@ def group_times(kernels: list[dict]) -> dict[str, float]:
     return out
 
 
-def _paths(doc: dict) -> dict[str, dict]:
+def _grouped(doc: dict) -> tuple[dict[str, dict], dict[str, dict[str, float]]]:
+    """(doc's results by path, their group times by path), after checking doc."""
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict) or not doc["results"]:
         raise ValueError("doc must be the JSON of scripts/profile_training.py, with a non-empty 'results'")
     missing = [p for p, r in doc["results"].items() if not r.get("kernels")]
     if missing:
         raise ValueError(f"doc has no GPU kernels for {missing}: profile it on a CUDA device")
-    return doc["results"]
+    return doc["results"], {p: group_times(r["kernels"]) for p, r in doc["results"].items()}
 
 
 def profile_table(doc: dict) -> str:
     """A text table: rows the groups (ms of GPU time in one step), then the kernels' sum, the step's wall
     time and its peak memory; one column per path."""
-    results = _paths(doc)
-    groups = {p: group_times(r["kernels"]) for p, r in results.items()}
-    names = list(next(iter(groups.values())))
+    results, groups = _grouped(doc)
+    names = [g for g, _ in GROUPS] + [OTHER]
     width = max(len(n) for n in [*names, "step (wall clock)"]) + 2
     lines = [f"{'ms per step':{width}}" + "".join(f"{p:>12}" for p in results)]
     for n in names:
@@ -83,9 +83,8 @@ def profile_table(doc: dict) -> str:
 def plot_profile(doc: dict, title: str | None = None) -> Figure:
     """One horizontal bar per path: its step's GPU time stacked by group, and a tick at the step's wall
     time (the gap is time the GPU waited for the host)."""
-    results = _paths(doc)
-    groups = {p: group_times(r["kernels"]) for p, r in results.items()}
-    names = list(next(iter(groups.values())))
+    results, groups = _grouped(doc)
+    names = [g for g, _ in GROUPS] + [OTHER]
     colors = plt.get_cmap("tab10").colors
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(results) + 1.8))
     paths = list(results)[::-1]  # first path on top
