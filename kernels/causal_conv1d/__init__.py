@@ -7,10 +7,11 @@ and ``MambaMixer.step``; ``causal_conv1d_ref`` and ``causal_conv1d_update_ref`` 
 
 import minimamba  # noqa: F401  (switches Triton to its interpreter on CPU before triton is imported)
 
-from .conv import causal_conv1d_bwd, causal_conv1d_fn, causal_conv1d_fwd, causal_conv1d_ref
+from .conv import ConvLaunch, causal_conv1d_bwd, causal_conv1d_fn, causal_conv1d_fwd, causal_conv1d_ref
 from .update import causal_conv1d_update, causal_conv1d_update_ref
 
 __all__ = [
+    "ConvLaunch",
     "causal_conv1d_bwd",
     "causal_conv1d_fn",
     "causal_conv1d_fwd",

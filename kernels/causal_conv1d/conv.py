@@ -28,6 +28,7 @@ x, out, dx may have any strides (the Mamba block's fused path passes a contiguou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from minimamba import env
 
-__all__ = ["causal_conv1d_bwd", "causal_conv1d_fn", "causal_conv1d_fwd", "causal_conv1d_ref"]
+__all__ = ["ConvLaunch", "causal_conv1d_bwd", "causal_conv1d_fn", "causal_conv1d_fwd", "causal_conv1d_ref"]
 
 #: Whether and how Triton runs here, decided once per process (asking costs host time on every call).
 _triton_status = functools.cache(env.triton_status)
@@ -180,7 +181,7 @@ def _conv_bwd_kernel(
 # Launchers
 
 
-def _check(x, weight, bias, silu, launch: bool) -> None:
+def _check(x, weight, bias, silu, kernel: bool) -> None:
     for name, t in (("x", x), ("weight", weight)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {getattr(t, 'dtype', type(t))}")
@@ -199,7 +200,7 @@ def _check(x, weight, bias, silu, launch: bool) -> None:
     devices = {t.device for t in (x, weight, *([] if bias is None else [bias]))}
     if len(devices) != 1:
         raise ValueError(f"x, weight and bias must be on one device, got {sorted(map(str, devices))}")
-    if launch:
+    if kernel:
         if x.dtype == torch.float64:
             raise TypeError(
                 "the Triton conv computes in fp32: x must be float32, float16 or bfloat16, got float64"
@@ -213,35 +214,85 @@ def _check(x, weight, bias, silu, launch: bool) -> None:
             )
 
 
-def _blocks(d_inner: int, L: int) -> tuple[int, int]:
-    """(BLOCK_D, BLOCK_T): 64 × 64 (4096 outputs per program, coalesced whichever of channel or time is
-    the contiguous axis), smaller for tiny shapes (the CPU interpreter pays per element)."""
-    return min(64, triton.next_power_of_2(d_inner)), min(64, triton.next_power_of_2(L))
+@dataclasses.dataclass(frozen=True)
+class ConvLaunch:
+    """How a conv kernel is launched: one program per (sequence, ``block_d`` channels, ``block_t`` time
+    steps), ``num_warps`` warps each. Both blocks are powers of two; they shrink to the tensor for tiny
+    shapes (the CPU interpreter pays per element)."""
+
+    block_d: int = 64
+    block_t: int = 64
+    num_warps: int = 4
+
+    def __post_init__(self):
+        for name in ("block_d", "block_t", "num_warps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1 or v & (v - 1):
+                raise ValueError(f"ConvLaunch.{name} must be a power of two >= 1, got {v!r}")
+
+    def blocks(self, d_inner: int, L: int) -> tuple[int, int]:
+        """(BLOCK_D, BLOCK_T) for a (batch, d_inner, L) input."""
+        return min(self.block_d, triton.next_power_of_2(d_inner)), min(
+            self.block_t, triton.next_power_of_2(L)
+        )
 
 
-def causal_conv1d_fwd(x: Tensor, weight: Tensor, bias: Tensor | None = None, silu: bool = True) -> Tensor:
+#: The forward's launch: 64 × 64 outputs per program, coalesced whichever of channel or time is the
+#: contiguous axis.
+FWD_LAUNCH = ConvLaunch(64, 64, 4)
+#: The backward's: five (64, 64) fp32 tiles live at once, so 8 warps (16 values of each per thread).
+BWD_LAUNCH = ConvLaunch(64, 64, 8)
+
+
+def _launch_arg(launch, default: ConvLaunch) -> ConvLaunch:
+    if launch is None:
+        return default
+    if not isinstance(launch, ConvLaunch):
+        raise TypeError(f"launch must be a ConvLaunch or None, got {type(launch).__name__}")
+    return launch
+
+
+def causal_conv1d_fwd(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    silu: bool = True,
+    *,
+    launch: ConvLaunch | None = None,
+) -> Tensor:
     """x (batch, d_inner, L), weight (d_inner, d_conv ≤ 4), bias (d_inner,) -> out (batch, d_inner, L),
-    contiguous, in x's dtype (fp32 arithmetic), SiLU applied if ``silu``. No autograd: see ``causal_conv1d_fn``."""
-    _check(x, weight, bias, silu, launch=True)
+    contiguous, in x's dtype (fp32 arithmetic), SiLU applied if ``silu``. No autograd: see ``causal_conv1d_fn``.
+    ``launch`` overrides ``FWD_LAUNCH`` (the benchmark tries others)."""
+    _check(x, weight, bias, silu, kernel=True)
+    launch = _launch_arg(launch, FWD_LAUNCH)
     batch, d_inner, L = x.shape
     out = torch.empty(batch, d_inner, L, dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    bd, bt = _blocks(d_inner, L)
+    bd, bt = launch.blocks(d_inner, L)
     _conv_fwd_kernel[(batch, triton.cdiv(d_inner, bd), triton.cdiv(L, bt))](
         x, weight, weight if bias is None else bias, out, d_inner, L,
         *x.stride(), *weight.stride(), *out.stride(),
         D_CONV=weight.shape[1], BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, SILU=silu,
+        num_warps=launch.num_warps,
     )  # fmt: skip
     return out
 
 
 def causal_conv1d_bwd(
-    x: Tensor, weight: Tensor, bias: Tensor | None, dout: Tensor, silu: bool = True
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    dout: Tensor,
+    silu: bool = True,
+    *,
+    launch: ConvLaunch | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """The gradients (dx in x's dtype, dweight in weight's dtype, dbias in bias's dtype or None) of
-    ``causal_conv1d_fwd(x, weight, bias, silu)`` for the output gradient ``dout`` (batch, d_inner, L)."""
-    _check(x, weight, bias, silu, launch=True)
+    ``causal_conv1d_fwd(x, weight, bias, silu)`` for the output gradient ``dout`` (batch, d_inner, L).
+    ``launch`` overrides ``BWD_LAUNCH``."""
+    _check(x, weight, bias, silu, kernel=True)
+    launch = _launch_arg(launch, BWD_LAUNCH)
     if not isinstance(dout, torch.Tensor) or tuple(dout.shape) != tuple(x.shape) or dout.device != x.device:
         raise ValueError(
             f"dout must be a tensor shaped like x {tuple(x.shape)} on {x.device}, got {getattr(dout, 'shape', dout)}"
@@ -252,7 +303,7 @@ def causal_conv1d_bwd(
     if x.numel() == 0:
         dw = torch.zeros_like(weight)
         return dx, dw, None if bias is None else torch.zeros_like(bias)
-    bd, bt = _blocks(d_inner, L)
+    bd, bt = launch.blocks(d_inner, L)
     n_t = triton.cdiv(L, bt)
     dw_part = torch.empty(batch * n_t, d_inner, d_conv, dtype=torch.float32, device=x.device)
     db_part = (
@@ -262,7 +313,7 @@ def causal_conv1d_bwd(
         x, weight, weight if bias is None else bias, dout, dx, dw_part, dw_part if db_part is None else db_part,
         d_inner, L, *x.stride(), *weight.stride(), *dout.stride(), *dx.stride(),
         D_CONV=d_conv, BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, SILU=silu,
-        num_warps=8,  # five (64, 64) fp32 tiles live at once: 8 warps hold 16 values of each per thread
+        num_warps=launch.num_warps,
     )  # fmt: skip
     dw = dw_part.sum(0).to(weight.dtype)
     db = None if db_part is None else db_part.sum(0).to(bias.dtype)
@@ -273,7 +324,7 @@ def causal_conv1d_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, sil
     """The same conv in PyTorch, as ``MambaMixer.forward`` writes it (``F.conv1d`` padded by d_conv − 1 on
     both sides, the first L outputs kept), in fp32 (fp64 for fp64 x), returned in x's dtype.
     Differentiable by autograd: the reference for the backward too."""
-    _check(x, weight, bias, silu, launch=False)
+    _check(x, weight, bias, silu, kernel=False)
     ct = torch.float64 if x.dtype == torch.float64 else torch.float32
     d_inner, d_conv = weight.shape
     w = weight.to(ct)[:, None, :]  # (d_inner, 1, d_conv): groups = d_inner, one input channel each
@@ -352,7 +403,7 @@ def causal_conv1d_fn(x: Tensor, weight: Tensor, bias: Tensor | None = None, silu
         (batch, d_inner, L), contiguous, in x's dtype. Autograd saves x (not the output) and the backward
         recomputes the conv. Under ``torch.compile`` it is the custom op ``minimamba::causal_conv1d_fwd``.
     """
-    _check(x, weight, bias, silu, launch=not torch.compiler.is_compiling())
+    _check(x, weight, bias, silu, kernel=not torch.compiler.is_compiling())
     if torch.compiler.is_compiling():
         return _fwd_op(x, weight, bias, silu)
     return _EagerConv.apply(x, weight, bias, silu)
