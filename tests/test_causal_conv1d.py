@@ -12,11 +12,13 @@ gradient sums batch · L terms (atol scaled by that count).
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from minimamba.kernels.causal_conv1d import (
+    ConvLaunch,
     causal_conv1d_bwd,
     causal_conv1d_fn,
     causal_conv1d_fwd,
@@ -108,6 +110,51 @@ def test_triton_conv_equals_reference(batch, d_inner, L, K, bias, silu, layout):
         check_close("dbias", db_ref, db, rtol=1e-5, atol=1e-6 * batch * L)
     else:
         assert db is None
+
+
+@pytest.mark.parametrize("launch", [ConvLaunch(2, 4, 1), ConvLaunch(8, 2, 2)])
+def test_other_launch_sizes_give_the_same_gradients(launch):
+    """Blocks smaller than the tensor: several channel and time blocks, so the halo of every tile and
+    the partial sums of dw and dbias cross block edges."""
+    x, w, b = _inputs(2, 5, 11, 4, True, "channels_last")
+    g = torch.randn(2, 5, 11)
+    out_ref, dx_ref, dw_ref, db_ref = _ref_grads(x, w, b, True, g)
+    check_close("out", out_ref, causal_conv1d_fwd(x, w, b, True, launch=launch), rtol=1e-5, atol=1e-6)
+    dx, dw, db = causal_conv1d_bwd(x, w, b, g, True, launch=launch)
+    for name, r, o in (("dx", dx_ref, dx), ("dw", dw_ref, dw), ("dbias", db_ref, db)):
+        check_close(name, r, o, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_launch_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="ConvLaunch.block_t must be a power of two"):
+        ConvLaunch(64, 48, 4)
+    with pytest.raises(ValueError, match="ConvLaunch.num_warps must be a power of two"):
+        ConvLaunch(64, 64, 0)
+    x, w, _ = _inputs(1, 2, 3, 4, False, "contiguous")
+    with pytest.raises(TypeError, match="launch must be a ConvLaunch or None"):
+        causal_conv1d_fwd(x, w, launch=(64, 64, 4))
+
+
+def test_benchmark_smoke_writes_its_table(tmp_path):
+    """The benchmark's CPU smoke run: every implementation of every mode timed, ours agreeing with the
+    reference, the JSON readable (the GPU run writes the same layout)."""
+    from minimamba.kernels.causal_conv1d import bench
+
+    assert bench.main(["--smoke", "--dtypes", "fp32", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["meta"]["versions"]["causal_conv1d"] is None  # no GPU: the peer is not measured
+    rows = res["rows"]
+    seen = {(r["layout"], r["mode"], r["impl"]) for r in rows}
+    for layout in bench.LAYOUTS:
+        for mode in bench.MODES:
+            assert (layout, mode, bench.OURS) in seen
+        assert (layout, "fwd+bwd", bench.TORCH) in seen
+        assert (layout, "bwd", bench.launch_name(bench.BWD_TRIES[0])) in seen
+    for r in rows:
+        assert r["ms"] > 0 and len(r["all_ms"]) == 1
+        if r["impl"] == bench.OURS:
+            assert r["vs_ours"] == 1.0 and max(r["agreement"].values()) < 1e-5
+    assert "| (2, 8, 16) | fp32 | time | bwd |" in bench.table(rows)
 
 
 def test_autograd_function_equals_reference():
