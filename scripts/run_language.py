@@ -380,7 +380,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--sizes", default=",".join(SIZES), help=f"comma-separated target sizes, of {', '.join(SIZES)}"
     )
     p.add_argument(
-        "--lrs", default="1e-3,2e-3,4e-3", help="comma-separated peak learning rates, each one run"
+        "--lrs", default="2e-3,4e-3,8e-3,1.6e-2", help="comma-separated peak learning rates, each one run"
     )
     p.add_argument("--context", type=int, default=512, help="characters per training and validation window")
     p.add_argument("--batch", type=int, default=32, help="windows per optimizer step")
