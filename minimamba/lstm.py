@@ -127,13 +127,29 @@ class LSTMLM(nn.Module):
             )
         x = self.embedding(input_ids)  # (batch, L, d_embed)
         if cache is None:
-            out, _ = self.lstm(x)  # (batch, L, d_model)
+            out, _ = self._lstm(x, None)  # (batch, L, d_model)
         else:
             out = self._run_cached(x, cache)
             cache.seqlen += input_ids.shape[1]
         if num_last_tokens:
             out = out[:, -num_last_tokens:]
         return self.lm_head(out)  # (batch, L, padded_vocab)
+
+    #: The most time steps one ``nn.LSTM`` call takes: cuDNN's LSTM fails with CUDNN_STATUS_NOT_SUPPORTED
+    #: from 65,536 steps (pytorch/pytorch#133751); longer sequences go through in pieces, the state carried.
+    MAX_STEPS_PER_CALL = 65_535
+
+    def _lstm(self, x: torch.Tensor, state):
+        """``self.lstm(x, state)`` for any length: pieces of at most ``MAX_STEPS_PER_CALL`` steps, each
+        starting from the last one's (h, c). The recurrence is sequential anyway, so the pieces cost
+        nothing but a few launches."""
+        if x.shape[1] <= self.MAX_STEPS_PER_CALL:
+            return self.lstm(x, state)
+        outs = []
+        for start in range(0, x.shape[1], self.MAX_STEPS_PER_CALL):
+            out, state = self.lstm(x[:, start : start + self.MAX_STEPS_PER_CALL], state)
+            outs.append(out)
+        return torch.cat(outs, dim=1), state
 
     def _run_cached(self, x: torch.Tensor, cache: LSTMCache) -> torch.Tensor:
         if not isinstance(cache, LSTMCache):
@@ -142,7 +158,7 @@ class LSTMLM(nn.Module):
             raise ValueError(
                 f"input_ids has batch {x.shape[0]} but the cache was made for {cache.h.shape[1]}"
             )
-        out, (h, c) = self.lstm(x, (cache.h.to(x.dtype), cache.c.to(x.dtype)))  # (batch, L, d_model)
+        out, (h, c) = self._lstm(x, (cache.h.to(x.dtype), cache.c.to(x.dtype)))  # (batch, L, d_model)
         cache.h.copy_(h)  # in place: the cache's tensors never move (a CUDA graph can replay a step)
         cache.c.copy_(c)
         return out
