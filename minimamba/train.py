@@ -33,9 +33,11 @@ __all__ = [
     "cpu_demo_lstm",
     "evaluate",
     "last_logits",
+    "load_checkpoint",
     "load_results",
     "optimizer_step",
     "run_meta",
+    "save_checkpoint",
     "save_results",
     "train",
     "without_option",
@@ -548,3 +550,26 @@ def load_results(path: str | Path, kind: str = "a results file") -> dict:
             f'{path} is not {kind}: missing keys {missing} (expected "config", "history" and "meta" objects)'
         )
     return doc
+
+
+def save_checkpoint(obj: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then renamed over ``path``: an interrupted save (the GPU is
+    lent for short calls) leaves the previous checkpoint whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, every tensor on the CPU.
+
+    On the CPU because RNG states must stay there (``torch.Generator.set_state`` and
+    ``torch.set_rng_state`` take CPU byte tensors only); ``load_state_dict`` of a model or an optimizer
+    copies the rest onto their parameters' device."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -48,7 +48,16 @@ from minimamba.language import (
     sample,
     sweep_edge,
 )
-from minimamba.train import git_describe, load_results, optimizer_step, run_meta, save_results, without_option
+from minimamba.train import (
+    git_describe,
+    load_checkpoint,
+    load_results,
+    optimizer_step,
+    run_meta,
+    save_checkpoint,
+    save_results,
+    without_option,
+)
 
 SMOKE = {
     "context": 64,
@@ -83,13 +92,6 @@ def evaluate_bpc(model, windows, vocab_size: int, batch: int, device, autocast) 
         n += y.numel()
     model.train(was_training)
     return data.bits(total / n)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def train_step(model, opt, batch, vocab_size: int, device, autocast, grad_clip: float) -> torch.Tensor:
@@ -240,7 +242,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     hist = {k: [] for k in ("step", "tokens", "time", "lr", "train_loss", "train_bpc", "val_bpc")}
     start, wall0, resumed_from, loss_window = 0, 0.0, None, (0.0, 0)
     if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         g.set_state(ck["generator"])
@@ -317,7 +319,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
             meta["done"] = step == steps
             save_results(path, hist, settings, meta)
         if step % args.ckpt_every == 0 or step == stop:
-            _save_atomic(
+            save_checkpoint(
                 {
                     "model": model.state_dict(),
                     "opt": opt.state_dict(),

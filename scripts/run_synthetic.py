@@ -79,9 +79,11 @@ from minimamba.train import (
     evaluate,
     git_describe,
     last_logits,
+    load_checkpoint,
     load_results,
     optimizer_step,
     run_meta,
+    save_checkpoint,
     save_results,
     train,
     without_option,
@@ -275,13 +277,6 @@ def paper_run_name(task: str, model: str, L: int, seed: int) -> str:
     return f"synthetic_{task}{L}_{model}_seed{seed}"
 
 
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 class _Stop:
     """Set by SIGTERM (e.g. `timeout`): the loops checkpoint and return at the next step."""
 
@@ -408,7 +403,7 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
     }
     state = {"step": 0, "wall": 0.0, "perfect": 0, "trained": False, "invocations": []}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path)
         if ck["settings"] != _jsonable(settings):
             raise SystemExit(
                 f"[{name}] checkpoint {ckpt_path} was made with other settings; delete it or pass the same "
@@ -450,7 +445,7 @@ def paper_run(task: str, model_name: str, L: int, args) -> Path:
 
     def checkpoint() -> None:
         state["loss_window"] = (loss_sum.item(), n_sum)
-        _save_atomic(
+        save_checkpoint(
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),

@@ -24,10 +24,10 @@ def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
     smallest = next(iter(SIZES))
     for family in FAMILIES:
         doc = json.loads(
-            (out / f"language_{smallest}_{family.replace('+', 'p')}_lr0.001_seed0.json").read_text()
+            (out / f"language_{smallest}_{family.replace('+', 'p')}_lr0.002_seed0.json").read_text()
         )
         config, hist, meta = doc["config"], doc["history"], doc["meta"]
-        assert config["family"] == family and config["size"] == smallest and config["lr"] == 0.001
+        assert config["family"] == family and config["size"] == smallest and config["lr"] == 0.002
         assert config["n_params"] == count(
             family_config(family, smallest, len(json.loads((corpus_dir / "meta.json").read_text())["vocab"]))
         )
@@ -48,7 +48,7 @@ def test_keep_checkpoints_and_ckpt_dir(corpus_dir, tmp_path):
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     args = ["--smoke", "--families", "mamba", "--data", str(corpus_dir), "--no-progress"]
     _script().main([*args, "--out", str(out), "--ckpt-dir", str(ckpt), "--keep-checkpoints"])
-    assert [p.name for p in ckpt.glob("*.pt")] == ["language_0.5M_mamba_lr0.001_seed0.pt"]
+    assert [p.name for p in ckpt.glob("*.pt")] == ["language_0.5M_mamba_lr0.002_seed0.pt"]
     assert not (out / "checkpoints").exists()
 
 
@@ -81,7 +81,7 @@ def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
     script.main([*common, "--out", str(whole)])
     split = tmp_path / "split"
     script.main([*common, "--out", str(split), "--stop-after", "4"])  # interrupted after step 4
-    name = "language_0.5M_lstm_lr0.001_seed0"
+    name = "language_0.5M_lstm_lr0.002_seed0"
     first = json.loads((split / f"{name}.json").read_text())
     assert first["history"]["step"] == [3] and first["meta"]["done"] is False
     assert torch.load(split / "checkpoints" / f"{name}.pt", weights_only=False)["step"] == 4
@@ -96,6 +96,27 @@ def test_resume_continues_from_the_checkpoint(corpus_dir, tmp_path):
     assert not (split / "checkpoints" / f"{name}.pt").exists()
     script.main([*common, "--out", str(split), "--resume"])  # finished: skipped, the file unchanged
     assert json.loads((split / f"{name}.json").read_text()) == resumed
+
+
+@pytest.mark.gpu
+def test_resume_on_gpu(corpus_dir, tmp_path):
+    """Interrupted and resumed on the GPU (the RNG states come back on the CPU, as they must)."""
+    script = _script()
+    common = [
+        "--smoke",
+        "--families",
+        "mamba",
+        "--data",
+        str(corpus_dir),
+        "--no-progress",
+        "--device",
+        "cuda",
+    ]
+    script.main([*common, "--out", str(tmp_path), "--stop-after", "4"])
+    script.main([*common, "--out", str(tmp_path), "--resume"])
+    (doc,) = [json.loads(f.read_text()) for f in tmp_path.glob("language_*.json")]
+    assert doc["meta"]["resumed_from"] == 4 and doc["meta"]["done"] is True
+    assert doc["meta"]["device"] != "cpu" and doc["history"]["step"][-1] == 8
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -142,11 +163,11 @@ def test_parallel_sweep_gives_the_serial_results(corpus_dir, tmp_path):
     assert _script().main([*common, "--families", "lstm,mamba", "--out", str(par), "--parallel", "2"]) == 0
     assert _script().main([*common, "--families", "lstm", "--out", str(ser)]) == 0
     assert sorted(p.name for p in par.glob("*.json")) == [
-        "language_0.5M_lstm_lr0.001_seed0.json",
-        "language_0.5M_mamba_lr0.001_seed0.json",
+        "language_0.5M_lstm_lr0.002_seed0.json",
+        "language_0.5M_mamba_lr0.002_seed0.json",
     ]
-    a = json.loads((par / "language_0.5M_lstm_lr0.001_seed0.json").read_text())
-    b = json.loads((ser / "language_0.5M_lstm_lr0.001_seed0.json").read_text())
+    a = json.loads((par / "language_0.5M_lstm_lr0.002_seed0.json").read_text())
+    b = json.loads((ser / "language_0.5M_lstm_lr0.002_seed0.json").read_text())
     assert a["meta"]["done"] and a["history"]["val_bpc"] == b["history"]["val_bpc"]
     assert "--parallel" not in a["meta"]["command"] and "--families lstm" in a["meta"]["command"]
 

@@ -163,6 +163,21 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert (b / "res" / f"{name}.json").read_text() == before
 
 
+@pytest.mark.gpu
+def test_resume_on_gpu(tmp_path):
+    """A checkpoint written on the GPU resumes there: its RNG state comes back on the CPU, where
+    ``Generator.set_state`` needs it (a map_location of the GPU made the resume fail)."""
+    script = _script()
+    gpu = lambda *extra: [*_tiny(script, tmp_path, *extra)[:1], "--device", "cuda",  # noqa: E731
+                          *_tiny(script, tmp_path, *extra)[3:]]  # fmt: skip
+    name = "synthetic_induction16_s6_seed0"
+    assert script.main(gpu("--model", "s6", "--time-limit", "0")) == 0
+    assert not _load(tmp_path, name)["meta"]["done"]
+    assert script.main(gpu("--model", "s6")) == 0
+    doc = _load(tmp_path, name)
+    assert doc["meta"]["done"] and [i["from_step"] for i in doc["meta"]["invocations"]] == [0, 1]
+
+
 def test_resume_refuses_other_settings(tmp_path):
     script = _script()
     assert script.main(_tiny(script, tmp_path, "--model", "s6", "--time-limit", "0")) == 0

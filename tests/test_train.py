@@ -326,3 +326,22 @@ def test_without_option_drops_the_option_and_its_value():
     assert without_option(argv, "--parallel", takes_value=False) == [a for a in argv if a != "--parallel"]
     assert without_option(argv, "--lr") == argv  # a prefix of --lrs is another option
     assert without_option([], "--L") == []
+
+
+def test_checkpoint_round_trip_keeps_the_random_stream(tmp_path):
+    """save_checkpoint / load_checkpoint: tensors back on the CPU, a generator resumes its stream, the
+    write goes through a temporary file (none left behind), a missing file names its path."""
+    from minimamba.train import load_checkpoint, save_checkpoint
+
+    g = torch.Generator().manual_seed(3)
+    torch.rand(5, generator=g)
+    path = save_checkpoint({"generator": g.get_state(), "w": torch.arange(4.0)}, tmp_path / "sub" / "ck.pt")
+    want = torch.rand(5, generator=g)
+    ck = load_checkpoint(path)
+    assert ck["w"].device.type == "cpu" and ck["generator"].dtype == torch.uint8
+    g2 = torch.Generator()
+    g2.set_state(ck["generator"])
+    assert torch.equal(torch.rand(5, generator=g2), want)
+    assert [p.name for p in path.parent.iterdir()] == ["ck.pt"]
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
