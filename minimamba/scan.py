@@ -120,6 +120,22 @@ def _auto_backend(u: torch.Tensor) -> str:
     return "chunked"
 
 
+def _available_triton_fn() -> Callable:
+    fn, why = _triton_fn()
+    if fn is None:
+        raise ValueError(f"backend 'triton' is not available here: {why}")
+    return fn
+
+
+def _compiled_triton_fn() -> Callable:
+    """The Triton scan under ``torch.compile``, which needs Triton on a GPU itself: imported, without
+    ``_triton_fn``'s questions to the environment (``importlib.util.find_spec``, which dynamo does not
+    trace). "auto" is likewise Triton on a GPU and "chunked" on the CPU there, without asking."""
+    from minimamba.kernels.selective_scan import selective_scan_fn  # noqa: PLC0415
+
+    return selective_scan_fn
+
+
 @functools.cache
 def _warn_gpu_fallback(why: str) -> None:
     # Once per process: a GPU run that silently uses a PyTorch scan is 10-100x slower than it should be.
@@ -154,11 +170,12 @@ def selective_scan(
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
-    name = _auto_backend(u) if backend == "auto" else backend
+    if torch.compiler.is_compiling():  # decided without asking the environment: see _compiled_triton_fn
+        name = ("triton" if u.is_cuda else "chunked") if backend == "auto" else backend
+    else:
+        name = _auto_backend(u) if backend == "auto" else backend
     if name == "triton":
-        fn, why = _triton_fn()
-        if fn is None:
-            raise ValueError(f"backend 'triton' is not available here: {why}")
+        fn = _compiled_triton_fn() if torch.compiler.is_compiling() else _available_triton_fn()
     else:
         fns = _pytorch_backends()
         if name not in fns:

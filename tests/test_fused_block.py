@@ -282,6 +282,35 @@ def test_torch_compile_fullgraph_on_cpu(fused):
     _compare(*want, *got, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_torch_compile_does_not_ask_the_environment(monkeypatch):
+    """Under torch.compile the scan's backend is decided without ``env.triton_status`` (its
+    ``importlib.util.find_spec`` is one dynamo refuses to trace: the H100 run of the fused model's
+    fullgraph compile failed there). Here the Triton scan is forced, as "auto" picks it on a GPU, and the
+    status query raises if dynamo traces it."""
+    from minimamba import env
+
+    real = env.triton_status
+
+    def guarded():
+        if torch.compiler.is_compiling():
+            raise AssertionError("env.triton_status was traced by torch.compile")
+        return real()
+
+    monkeypatch.setattr(env, "triton_status", guarded)
+    model = MambaLM(MambaConfig(**TINY))
+    for m in model.modules():
+        if isinstance(m, MambaMixer):
+            m.scan_backend = "triton"
+    ids = torch.randint(0, 19, (2, 6))
+    want = _run(model, ids, True, lambda y: y.square().sum())
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
+    got = _run(compiled, ids, True, lambda y: y.square().sum())
+    got = (got[0], {n.removeprefix("_orig_mod."): g for n, g in got[1].items()})
+    _compare(*want, *got, rtol=1e-5, atol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------------------
 # GPU: the 130M model's widths (d_model 768, d_inner 1536), two layers.
 
