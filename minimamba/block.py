@@ -11,7 +11,7 @@ Two ways to run it: ``forward`` over a whole sequence (the parallel / training m
 continues from the cache and leaves it ready for ``step``), and ``step`` for one token with a cache
 (the recurrent / generation mode, O(1) work and memory per token). Each has a fused version with the same
 arithmetic: ``_step_fused``, chosen on a GPU as the scan chooses its backend, and ``_forward_fused`` (Triton
-conv, fewer stored activations; ``minimamba/fused.py``), opt-in through ``fused_forward``. ``forward`` and
+conv, fewer stored activations; ``minimamba/fused.py``), chosen on a GPU too (``fused_forward``). ``forward`` and
 ``step`` as written below are what the notebooks read.
 
 ``selective=False`` in the config gives the LTI ablation of Table 1: Δ (through softplus of ``dt_bias``),
@@ -181,10 +181,11 @@ class MambaMixer(nn.Module):
     scan_backend: str = "auto"
 
     #: How ``forward`` runs over a whole sequence without a cache (training): True takes the fused path
-    #: (:meth:`_forward_fused`; on CPU through Triton's interpreter: tests), None picks it on a CUDA GPU,
-    #: False keeps the PyTorch ops above. ``Block`` follows it for the residual add + RMSNorm. The default
-    #: stays False until ``scripts/profile_training.py`` has measured the fused path on a GPU.
-    fused_forward: bool | None = False
+    #: (:meth:`_forward_fused`; on CPU through Triton's interpreter: tests), None (the default) picks it on
+    #: a CUDA GPU, False keeps the PyTorch ops above. ``Block`` follows it for the residual add + RMSNorm.
+    #: On an H100, a training step of the 130M shape takes 111 ms fused and 183 ms readable, 22 GiB against
+    #: 29 (``results/profile_training.json``).
+    fused_forward: bool | None = None
 
     def uses_fused_forward(self, hidden: torch.Tensor) -> bool:
         """Whether ``forward(hidden)`` without a cache takes the fused path (selective blocks only)."""
