@@ -125,11 +125,30 @@ def test_other_launch_sizes_give_the_same_gradients(launch):
         check_close(name, r, o, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("K", [1, 2, 3, 4])
+@pytest.mark.parametrize(("bias", "silu"), [(True, True), (False, True), (True, False), (False, False)])
+def test_window_backward_equals_reference(K, bias, silu):
+    """The backward that loads each shifted tile of x once (taps padded in front to four): every d_conv,
+    with and without bias and SiLU, across time blocks (the halo of x before and after each tile)."""
+    x, w, b = _inputs(2, 5, 11, K, bias, "channels_last")
+    g = torch.randn(2, 5, 11)
+    _, dx_ref, dw_ref, db_ref = _ref_grads(x, w, b, silu, g)
+    dx, dw, db = causal_conv1d_bwd(x, w, b, g, silu, launch=ConvLaunch(4, 4, 1, window=True))
+    check_close("dx", dx_ref, dx, rtol=1e-5, atol=1e-5)
+    check_close("dw", dw_ref, dw, rtol=1e-5, atol=1e-5)
+    if bias:
+        check_close("dbias", db_ref, db, rtol=1e-5, atol=1e-5)
+    else:
+        assert db is None
+
+
 def test_conv_launch_rejects_bad_sizes():
     with pytest.raises(ValueError, match="ConvLaunch.block_t must be a power of two"):
         ConvLaunch(64, 48, 4)
     with pytest.raises(ValueError, match="ConvLaunch.num_warps must be a power of two"):
         ConvLaunch(64, 64, 0)
+    with pytest.raises(ValueError, match="ConvLaunch.window must be a bool"):
+        ConvLaunch(64, 64, 4, window="yes")
     x, w, _ = _inputs(1, 2, 3, 4, False, "contiguous")
     with pytest.raises(TypeError, match="launch must be a ConvLaunch or None"):
         causal_conv1d_fwd(x, w, launch=(64, 64, 4))
@@ -149,7 +168,8 @@ def test_benchmark_smoke_writes_its_table(tmp_path):
         for mode in bench.MODES:
             assert (layout, mode, bench.OURS) in seen
         assert (layout, "fwd+bwd", bench.TORCH) in seen
-        assert (layout, "bwd", bench.launch_name(bench.BWD_TRIES[0])) in seen
+        for launch in bench.BWD_TRIES[::4]:  # a size and the window kernel
+            assert (layout, "bwd", bench.launch_name(launch)) in seen
     for r in rows:
         assert r["ms"] > 0 and len(r["all_ms"]) == 1
         if r["impl"] == bench.OURS:
@@ -234,6 +254,22 @@ def test_triton_conv_on_gpu(dtype, L, layout):
     check_close("dx", dx_ref, dx.float(), rtol=rtol, atol=atol)
     # dw, dbias: sums of batch · L fp32 products of (bf16-rounded) inputs, compared relative to their size
     for name, r, o in (("dw", dw_ref, dw), ("dbias", db_ref, db)):
+        check_close(name, r, o, rtol=1e-4, atol=1e-4 * r.abs().max().item() + 1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("launch", [ConvLaunch(64, 64, 8, window=True), ConvLaunch(16, 256, 4, window=True)])
+def test_window_backward_on_gpu(dtype, launch):
+    """The window backward at the 130M model's width gives the default backward's gradients."""
+    x, w, b = (t.cuda() for t in _inputs(2, 1536, 1000, 4, True, "contiguous"))
+    x = x.to(dtype)
+    g = torch.randn(2, 1536, 1000, device="cuda").to(dtype)
+    want = causal_conv1d_bwd(x, w, b, g, True)
+    got = causal_conv1d_bwd(x, w, b, g, True, launch=launch)
+    rtol, atol = GPU_TOL[dtype]
+    check_close("dx", want[0].float(), got[0].float(), rtol=rtol, atol=atol)
+    for name, r, o in (("dw", want[1], got[1]), ("dbias", want[2], got[2])):
         check_close(name, r, o, rtol=1e-4, atol=1e-4 * r.abs().max().item() + 1e-6)
 
 

@@ -14,7 +14,8 @@ which the block can hand the conv: ``time`` (each channel's L steps contiguous, 
 ``channel`` (the d_inner channels of a step contiguous, a transposed (batch, L, d_inner) tensor). Three
 modes: ``fwd`` (the forward kernel alone), ``bwd`` (the backward kernel alone, given x and dout: what the
 training step's backward pays) and ``fwd+bwd`` (autograd, forward and ``torch.autograd.grad``). Our
-backward is also timed at several ``ConvLaunch`` sizes beside the default one (``BWD_LAUNCH``).
+backward is also timed at several ``ConvLaunch`` sizes beside the default one (``BWD_LAUNCH``), and with
+the kernel that loads each shifted tile of x once (``window=True``).
 
 Timing is **interleaved**: in each of ``--rounds`` rounds every implementation is timed once
 (``triton.testing.do_bench``'s median, CUDA events), after ``--warmup`` seconds of calls; the table gives
@@ -54,12 +55,22 @@ LAYOUTS = ("time", "channel")
 MODES = ("fwd", "bwd", "fwd+bwd")
 D_CONV = 4
 OURS, PEER, TORCH = "triton (ours)", "causal_conv1d (CUDA)", "PyTorch F.conv1d"
-#: the backward launch sizes tried beside BWD_LAUNCH (block_d, block_t, num_warps)
-BWD_TRIES = [ConvLaunch(64, 64, 4), ConvLaunch(32, 128, 4), ConvLaunch(32, 128, 8), ConvLaunch(16, 256, 4)]
+#: the backward launches tried beside BWD_LAUNCH: other sizes, and the kernel that loads x once per shift
+BWD_TRIES = [
+    ConvLaunch(64, 64, 4),
+    ConvLaunch(32, 128, 4),
+    ConvLaunch(32, 128, 8),
+    ConvLaunch(16, 256, 4),
+    ConvLaunch(64, 64, 8, window=True),
+    ConvLaunch(32, 64, 4, window=True),
+    ConvLaunch(32, 128, 4, window=True),
+    ConvLaunch(16, 256, 4, window=True),
+]
 
 
 def launch_name(launch: ConvLaunch) -> str:
-    return f"{OURS} bwd {launch.block_d}x{launch.block_t}, {launch.num_warps} warps"
+    kernel = ", x loaded once per shift" if launch.window else ""
+    return f"{OURS} bwd {launch.block_d}x{launch.block_t}, {launch.num_warps} warps{kernel}"
 
 
 def make_inputs(shape, dtype, layout, device, seed=0) -> dict:
@@ -297,7 +308,7 @@ def main(argv=None) -> int:
     if bad or not dtypes:
         parser.error(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}, got {args.dtypes!r}")
     if args.smoke:
-        device, shapes, rounds, warmup, tries = torch.device("cpu"), SMOKE_SHAPES, 1, 0.0, BWD_TRIES[:1]
+        device, shapes, rounds, warmup, tries = torch.device("cpu"), SMOKE_SHAPES, 1, 0.0, BWD_TRIES[::4]
     else:
         if not torch.cuda.is_available():
             parser.error("the benchmark needs a CUDA GPU (or --smoke for the CPU interpreter)")

@@ -177,6 +177,140 @@ def _conv_bwd_kernel(
     tl.store(p, b_dx.to(p_dx.dtype.element_ty), mask=m_d[:, None] & m_t[None, :])
 
 
+@triton.jit
+def _conv_bwd_window_kernel(
+    p_x,  # the arguments of _conv_bwd_kernel
+    p_w,
+    p_b,
+    p_g,
+    p_dx,
+    p_dw,
+    p_db,
+    d_inner,
+    L,
+    s_x_b,
+    s_x_d,
+    s_x_t,
+    s_w_d,
+    s_w_k,
+    s_g_b,
+    s_g_d,
+    s_g_t,
+    s_dx_b,
+    s_dx_d,
+    s_dx_t,
+    D_CONV: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+):
+    """The backward of ``_conv_bwd_kernel``, each shifted tile of x loaded once.
+
+    The taps are padded in front to four, w4[k'] = w[k' − (4 − K)] (zeros for k' < 4 − K), so that
+    pre[t] = bias + Σ_k' w4[k'] · x[t − 3 + k'] for any K ≤ 4. A program needs x at the seven shifts
+    t − 3 … t + 3 of its steps t: ``pre`` at t + j (j = 0 … 3) reads shifts j − 3 … j. Each of the seven
+    is loaded once and the four ``pre`` tiles built from them (7 loads of x, where the other kernel makes
+    16, and the weight gradient reuses shifts −3 … 0 instead of loading 4 more)."""
+    i_b, i_d, i_t = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)
+    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    m_d, m_t = o_d < d_inner, o_t < L
+    PAD: tl.constexpr = 4 - D_CONV
+    p_wrow = p_w + o_d * s_w_d
+    # w4[k'] for k' = 0 … 3, zeros in front of the K real taps
+    w0 = tl.zeros((BLOCK_D, 1), dtype=tl.float32)
+    w1 = tl.zeros((BLOCK_D, 1), dtype=tl.float32)
+    w2 = tl.zeros((BLOCK_D, 1), dtype=tl.float32)
+    if PAD <= 0:
+        w0 = tl.load(p_wrow + (0 - PAD) * s_w_k, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    if PAD <= 1:
+        w1 = tl.load(p_wrow + (1 - PAD) * s_w_k, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    if PAD <= 2:
+        w2 = tl.load(p_wrow + (2 - PAD) * s_w_k, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    w3 = tl.load(p_wrow + (3 - PAD) * s_w_k, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    b_bias = tl.zeros((BLOCK_D, 1), dtype=tl.float32)
+    if HAS_BIAS:
+        b_bias = tl.load(p_b + o_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    p_xrow = p_x + i_b * s_x_b + o_d[:, None] * s_x_d
+    p_grow = p_g + i_b * s_g_b + o_d[:, None] * s_g_d
+    # x at the shifts −3 … 3 (zero outside 0 … L − 1: the causal padding, and nothing past the end)
+    xm3 = tl.load(
+        p_xrow + (o_t - 3)[None, :] * s_x_t,
+        mask=m_d[:, None] & ((o_t >= 3) & (o_t - 3 < L))[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    xm2 = tl.load(
+        p_xrow + (o_t - 2)[None, :] * s_x_t,
+        mask=m_d[:, None] & ((o_t >= 2) & (o_t - 2 < L))[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    xm1 = tl.load(
+        p_xrow + (o_t - 1)[None, :] * s_x_t,
+        mask=m_d[:, None] & ((o_t >= 1) & (o_t - 1 < L))[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    x0 = tl.load(p_xrow + o_t[None, :] * s_x_t, mask=m_d[:, None] & m_t[None, :], other=0.0).to(tl.float32)
+    b_dx = tl.zeros((BLOCK_D, BLOCK_T), dtype=tl.float32)
+    # j = 0: gp at the program's own steps, and the weight and bias gradients
+    gp = tl.load(p_grow + o_t[None, :] * s_g_t, mask=m_d[:, None] & m_t[None, :], other=0.0).to(tl.float32)
+    if SILU:
+        pre = b_bias + w0 * xm3 + w1 * xm2 + w2 * xm1 + w3 * x0
+        sig = tl.sigmoid(pre)
+        gp = gp * sig * (1.0 + pre * (1.0 - sig))
+    b_dx += w3 * gp
+    i_part = i_b * tl.num_programs(2) + i_t
+    if HAS_BIAS:
+        tl.store(p_db + i_part * d_inner + o_d, tl.sum(gp, axis=1), mask=m_d)
+    p_dwrow = p_dw + (i_part * d_inner + o_d) * D_CONV
+    if PAD <= 0:
+        tl.store(p_dwrow + 0 - PAD, tl.sum(gp * xm3, axis=1), mask=m_d)
+    if PAD <= 1:
+        tl.store(p_dwrow + 1 - PAD, tl.sum(gp * xm2, axis=1), mask=m_d)
+    if PAD <= 2:
+        tl.store(p_dwrow + 2 - PAD, tl.sum(gp * xm1, axis=1), mask=m_d)
+    tl.store(p_dwrow + 3 - PAD, tl.sum(gp * x0, axis=1), mask=m_d)
+    # j = 1 … 3: gp at t + j, from the window moved one step on
+    o_s = o_t + 1
+    xp1 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    if SILU:
+        pre = b_bias + w0 * xm2 + w1 * xm1 + w2 * x0 + w3 * xp1
+        sig = tl.sigmoid(pre)
+        gp = gp * sig * (1.0 + pre * (1.0 - sig))
+    b_dx += w2 * gp
+    o_s = o_t + 2
+    xp2 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    if SILU:
+        pre = b_bias + w0 * xm1 + w1 * x0 + w2 * xp1 + w3 * xp2
+        sig = tl.sigmoid(pre)
+        gp = gp * sig * (1.0 + pre * (1.0 - sig))
+    b_dx += w1 * gp
+    o_s = o_t + 3
+    xp3 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
+        tl.float32
+    )
+    if SILU:
+        pre = b_bias + w0 * x0 + w1 * xp1 + w2 * xp2 + w3 * xp3
+        sig = tl.sigmoid(pre)
+        gp = gp * sig * (1.0 + pre * (1.0 - sig))
+    b_dx += w0 * gp
+    p = p_dx + i_b * s_dx_b + o_d[:, None] * s_dx_d + o_t[None, :] * s_dx_t
+    tl.store(p, b_dx.to(p_dx.dtype.element_ty), mask=m_d[:, None] & m_t[None, :])
+
+
 # --------------------------------------------------------------------------------------------------------
 # Launchers
 
@@ -223,12 +357,17 @@ class ConvLaunch:
     block_d: int = 64
     block_t: int = 64
     num_warps: int = 4
+    #: the backward only: load each shifted tile of x once (``_conv_bwd_window_kernel``) instead of
+    #: d_conv times (``_conv_bwd_kernel``)
+    window: bool = False
 
     def __post_init__(self):
         for name in ("block_d", "block_t", "num_warps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1 or v & (v - 1):
                 raise ValueError(f"ConvLaunch.{name} must be a power of two >= 1, got {v!r}")
+        if not isinstance(self.window, bool):
+            raise ValueError(f"ConvLaunch.window must be a bool, got {self.window!r}")
 
     def blocks(self, d_inner: int, L: int) -> tuple[int, int]:
         """(BLOCK_D, BLOCK_T) for a (batch, d_inner, L) input."""
@@ -309,7 +448,8 @@ def causal_conv1d_bwd(
     db_part = (
         torch.empty(batch * n_t, d_inner, dtype=torch.float32, device=x.device) if bias is not None else None
     )
-    _conv_bwd_kernel[(batch, triton.cdiv(d_inner, bd), n_t)](
+    kernel = _conv_bwd_window_kernel if launch.window else _conv_bwd_kernel
+    kernel[(batch, triton.cdiv(d_inner, bd), n_t)](
         x, weight, weight if bias is None else bias, dout, dx, dw_part, dw_part if db_part is None else db_part,
         d_inner, L, *x.stride(), *weight.stride(), *dout.stride(), *dx.stride(),
         D_CONV=d_conv, BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, SILU=silu,
