@@ -127,7 +127,8 @@ def time_steps(args, corpus) -> Path:
                 fused=device.type == "cuda",
             )  # fmt: skip
             stream = data.batches(train_ids, args.batch, args.context, g)
-            row = {"size": size, "family": family, "n_params": model.num_params()}
+            row = {"size": size, "family": family, "n_params": model.num_params(),
+                   "mamba_block": mamba_block_path(model, device)}  # fmt: skip
             try:
                 ms = _median_step_ms(model, opt, stream, len(vocab), device, autocast, args)
             except torch.OutOfMemoryError:  # recorded, and the next model is timed
@@ -145,6 +146,17 @@ def time_steps(args, corpus) -> Path:
                 rows, args, device
             )  # after every model: a cut-off run keeps what it timed
     return path
+
+
+def mamba_block_path(model: torch.nn.Module, device: torch.device) -> str | None:
+    """Which Mamba block a model trains with on ``device``: "fused" (``MambaMixer._forward_fused``) or
+    "readable" (the PyTorch ops notebook 07 reads); None for a model without Mamba blocks. Recorded in every
+    results file, since the two differ in speed (notebook 07, section 9)."""
+    mixers = [m for m in model.modules() if hasattr(m, "uses_fused_forward")]
+    if not mixers:
+        return None
+    probe = torch.empty(0, device=device)
+    return "fused" if mixers[0].uses_fused_forward(probe) else "readable"
 
 
 def _median_step_ms(model, opt, stream, vocab_size: int, device, autocast, args) -> float:
@@ -270,6 +282,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
         "eval_windows": len(windows[0]),
         "eval_tokens": windows[1].numel(),
         "precision": "bf16 autocast" if use_bf16 else "fp32",
+        "mamba_block": mamba_block_path(model, device),
     }
     meta = run_meta(
         device,

@@ -32,6 +32,7 @@ def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
             family_config(family, smallest, len(json.loads((corpus_dir / "meta.json").read_text())["vocab"]))
         )
         assert config["context"] == 64 and config["steps"] == 6 and config["tokens"] == 6 * 4 * 64
+        assert config["mamba_block"] == ("readable" if family.startswith("mamba") else None)  # the CPU's
         assert hist["step"] == [3, 6] and hist["tokens"] == [3 * 256, 6 * 256]
         assert all(math.isfinite(v) and 0 < v < 10 for v in hist["val_bpc"] + hist["train_bpc"])
         assert hist["train_bpc"] == pytest.approx([v / math.log(2) for v in hist["train_loss"]])
@@ -180,10 +181,22 @@ def test_time_steps_writes_the_throughput_of_each_model(corpus_dir, tmp_path):
     doc = json.loads((out / "throughput.json").read_text())
     vocab = len(json.loads((corpus_dir / "meta.json").read_text())["vocab"])
     assert [(r["size"], r["family"]) for r in doc["rows"]] == [("0.5M", "lstm"), ("0.5M", "mamba")]
+    assert [r["mamba_block"] for r in doc["rows"]] == [None, "readable"]
     for r in doc["rows"]:
         assert r["n_params"] == count(family_config(r["family"], "0.5M", vocab))
         assert r["ms_per_step"] > 0 and r["tokens_per_s"] == pytest.approx(4 * 64 / (r["ms_per_step"] / 1e3))
     assert doc["settings"]["timed_steps"] == 2 and "--time-steps 2" in doc["meta"]["command"]
+
+
+def test_mamba_block_path_names_the_block_a_model_trains_with():
+    script = _script()
+    mamba = build(family_config("mamba", "0.5M", 10))
+    assert script.mamba_block_path(mamba, torch.device("cpu")) == "readable"
+    for m in mamba.modules():
+        if hasattr(m, "fused_forward"):
+            m.fused_forward = True
+    assert script.mamba_block_path(mamba, torch.device("cpu")) == "fused"
+    assert script.mamba_block_path(build(family_config("lstm", "0.5M", 10)), torch.device("cpu")) is None
 
 
 @pytest.mark.parametrize("bad", [["--parallel", "0"], ["--time-steps", "-1"]])
@@ -215,6 +228,7 @@ def test_time_steps_records_a_model_that_does_not_fit(corpus_dir, tmp_path, monk
         "size": "0.5M",
         "family": "lstm",
         "n_params": rows[0]["n_params"],
+        "mamba_block": None,
         "error": "out of memory",
     }
     assert rows[1]["family"] == "mamba" and rows[1]["ms_per_step"] > 0
