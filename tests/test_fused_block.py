@@ -273,7 +273,10 @@ def test_torch_compile_fullgraph_on_cpu(fused):
     interpreter), and computes the same. Backend ``aot_eager_decomp_partition``: dynamo, AOTAutograd with
     inductor's decompositions and its min-cut partition of forward and backward, no code generation (the
     inductor backend on CPU compiles C++ for minutes here)."""
-    model = MambaLM(MambaConfig(**TINY))
+    _compiled_equals_eager(MambaLM(MambaConfig(**TINY)), fused)
+
+
+def _compiled_equals_eager(model, fused):
     ids = torch.randint(0, 19, (2, 6))
     want = _run(model, ids, fused, lambda y: y.square().sum())
     torch._dynamo.reset()
@@ -303,13 +306,7 @@ def test_torch_compile_does_not_ask_the_environment(monkeypatch):
     for m in model.modules():
         if isinstance(m, MambaMixer):
             m.scan_backend = "triton"
-    ids = torch.randint(0, 19, (2, 6))
-    want = _run(model, ids, True, lambda y: y.square().sum())
-    torch._dynamo.reset()
-    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
-    got = _run(compiled, ids, True, lambda y: y.square().sum())
-    got = (got[0], {n.removeprefix("_orig_mod."): g for n, g in got[1].items()})
-    _compare(*want, *got, rtol=1e-5, atol=1e-5)
+    _compiled_equals_eager(model, True)
 
 
 # --------------------------------------------------------------------------------------------------------

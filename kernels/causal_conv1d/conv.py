@@ -178,6 +178,29 @@ def _conv_bwd_kernel(
 
 
 @triton.jit
+def _shifted(p_row, s_t, o_t, shift: tl.constexpr, m_d, L):
+    """A (BLOCK_D, BLOCK_T) fp32 tile of rows ``p_row`` at the steps o_t + shift, zero outside 0 … L − 1
+    (the causal padding before the start, nothing past the end)."""
+    o = o_t + shift
+    m = m_d[:, None] & ((o >= 0) & (o < L))[None, :]
+    return tl.load(p_row + o[None, :] * s_t, mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _gp(
+    p_grow, s_g_t, o_t, j: tl.constexpr, m_d, L, b_bias, w0, w1, w2, w3, xa, xb, xc, xd, SILU: tl.constexpr
+):
+    """gp at the steps o_t + j: the output gradient there times SiLU'(pre), with pre = bias + w0·xa + w1·xb +
+    w2·xc + w3·xd from the four x tiles at the shifts j − 3 … j (the gradient itself without SiLU)."""
+    gp = _shifted(p_grow, s_g_t, o_t, j, m_d, L)
+    if SILU:
+        pre = b_bias + w0 * xa + w1 * xb + w2 * xc + w3 * xd
+        sig = tl.sigmoid(pre)
+        gp = gp * sig * (1.0 + pre * (1.0 - sig))
+    return gp
+
+
+@triton.jit
 def _conv_bwd_window_kernel(
     p_x,  # the arguments of _conv_bwd_kernel
     p_w,
@@ -234,31 +257,14 @@ def _conv_bwd_window_kernel(
         b_bias = tl.load(p_b + o_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
     p_xrow = p_x + i_b * s_x_b + o_d[:, None] * s_x_d
     p_grow = p_g + i_b * s_g_b + o_d[:, None] * s_g_d
-    # x at the shifts −3 … 3 (zero outside 0 … L − 1: the causal padding, and nothing past the end)
-    xm3 = tl.load(
-        p_xrow + (o_t - 3)[None, :] * s_x_t,
-        mask=m_d[:, None] & ((o_t >= 3) & (o_t - 3 < L))[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    xm2 = tl.load(
-        p_xrow + (o_t - 2)[None, :] * s_x_t,
-        mask=m_d[:, None] & ((o_t >= 2) & (o_t - 2 < L))[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    xm1 = tl.load(
-        p_xrow + (o_t - 1)[None, :] * s_x_t,
-        mask=m_d[:, None] & ((o_t >= 1) & (o_t - 1 < L))[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    x0 = tl.load(p_xrow + o_t[None, :] * s_x_t, mask=m_d[:, None] & m_t[None, :], other=0.0).to(tl.float32)
-    b_dx = tl.zeros((BLOCK_D, BLOCK_T), dtype=tl.float32)
+    # x at the shifts −3 … 3 of the program's steps
+    xm3 = _shifted(p_xrow, s_x_t, o_t, -3, m_d, L)
+    xm2 = _shifted(p_xrow, s_x_t, o_t, -2, m_d, L)
+    xm1 = _shifted(p_xrow, s_x_t, o_t, -1, m_d, L)
+    x0 = _shifted(p_xrow, s_x_t, o_t, 0, m_d, L)
     # j = 0: gp at the program's own steps, and the weight and bias gradients
-    gp = tl.load(p_grow + o_t[None, :] * s_g_t, mask=m_d[:, None] & m_t[None, :], other=0.0).to(tl.float32)
-    if SILU:
-        pre = b_bias + w0 * xm3 + w1 * xm2 + w2 * xm1 + w3 * x0
-        sig = tl.sigmoid(pre)
-        gp = gp * sig * (1.0 + pre * (1.0 - sig))
-    b_dx += w3 * gp
+    gp = _gp(p_grow, s_g_t, o_t, 0, m_d, L, b_bias, w0, w1, w2, w3, xm3, xm2, xm1, x0, SILU)
+    b_dx = w3 * gp
     i_part = i_b * tl.num_programs(2) + i_t
     if HAS_BIAS:
         tl.store(p_db + i_part * d_inner + o_d, tl.sum(gp, axis=1), mask=m_d)
@@ -270,43 +276,13 @@ def _conv_bwd_window_kernel(
     if PAD <= 2:
         tl.store(p_dwrow + 2 - PAD, tl.sum(gp * xm1, axis=1), mask=m_d)
     tl.store(p_dwrow + 3 - PAD, tl.sum(gp * x0, axis=1), mask=m_d)
-    # j = 1 … 3: gp at t + j, from the window moved one step on
-    o_s = o_t + 1
-    xp1 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    if SILU:
-        pre = b_bias + w0 * xm2 + w1 * xm1 + w2 * x0 + w3 * xp1
-        sig = tl.sigmoid(pre)
-        gp = gp * sig * (1.0 + pre * (1.0 - sig))
-    b_dx += w2 * gp
-    o_s = o_t + 2
-    xp2 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    if SILU:
-        pre = b_bias + w0 * xm1 + w1 * x0 + w2 * xp1 + w3 * xp2
-        sig = tl.sigmoid(pre)
-        gp = gp * sig * (1.0 + pre * (1.0 - sig))
-    b_dx += w1 * gp
-    o_s = o_t + 3
-    xp3 = tl.load(p_xrow + o_s[None, :] * s_x_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    gp = tl.load(p_grow + o_s[None, :] * s_g_t, mask=m_d[:, None] & (o_s < L)[None, :], other=0.0).to(
-        tl.float32
-    )
-    if SILU:
-        pre = b_bias + w0 * x0 + w1 * xp1 + w2 * xp2 + w3 * xp3
-        sig = tl.sigmoid(pre)
-        gp = gp * sig * (1.0 + pre * (1.0 - sig))
-    b_dx += w0 * gp
+    # j = 1 … 3: gp at t + j, the window of x moved one step on each time (one new load)
+    xp1 = _shifted(p_xrow, s_x_t, o_t, 1, m_d, L)
+    b_dx += w2 * _gp(p_grow, s_g_t, o_t, 1, m_d, L, b_bias, w0, w1, w2, w3, xm2, xm1, x0, xp1, SILU)
+    xp2 = _shifted(p_xrow, s_x_t, o_t, 2, m_d, L)
+    b_dx += w1 * _gp(p_grow, s_g_t, o_t, 2, m_d, L, b_bias, w0, w1, w2, w3, xm1, x0, xp1, xp2, SILU)
+    xp3 = _shifted(p_xrow, s_x_t, o_t, 3, m_d, L)
+    b_dx += w0 * _gp(p_grow, s_g_t, o_t, 3, m_d, L, b_bias, w0, w1, w2, w3, x0, xp1, xp2, xp3, SILU)
     p = p_dx + i_b * s_dx_b + o_d[:, None] * s_dx_d + o_t[None, :] * s_dx_t
     tl.store(p, b_dx.to(p_dx.dtype.element_ty), mask=m_d[:, None] & m_t[None, :])
 
