@@ -16,6 +16,17 @@ def _seed():
     yield
 
 
+#: Test modules that import the notebook stack (ipywidgets, through minimamba.viz) and hold no GPU test:
+#: ``pytest -m gpu`` leaves them out, so that the GPU tests run where only torch and triton are installed.
+NOTEBOOK_ONLY = ("test_viz_", "test_notebook_markers")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if config.option.markexpr == "gpu" and collection_path.name.startswith(NOTEBOOK_ONLY):
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
         skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run on one with `pytest -m gpu`)")
