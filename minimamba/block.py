@@ -194,14 +194,20 @@ class MambaMixer(nn.Module):
     def _forward_fused(self, hidden: torch.Tensor) -> torch.Tensor:
         """``forward`` without a cache, fused (``minimamba.fused``): the conv, SiLU and x_proj in one autograd
         node that recomputes the conv output in its backward, every projection in the conv's and the scan's
-        (batch, ·, L) layout (``weight_matmul``: no transposed copies), dt_proj's bias added inside the scan,
+        (batch, ·, L) layout (``weight_matmul``: no transposed copies; out_proj writes the (batch, L, d_model)
+        output directly), dt_proj's bias added inside the scan,
         and the scan's saved u and Δ recomputed in the backward instead of stored. The same arithmetic as the
         lines above."""
-        from minimamba.fused import conv_x_proj, recompute_conv, recomputed, weight_matmul  # noqa: PLC0415
+        from minimamba.fused import (  # noqa: PLC0415
+            conv_x_proj,
+            recompute_conv,
+            recomputed,
+            weight_matmul,
+            weight_matmul_split,
+        )
 
         h_t, w_in, b_in = hidden.transpose(1, 2), self.in_proj.weight, self.in_proj.bias  # h_t: a view
-        x = weight_matmul(w_in[: self.d_inner], h_t)  # (batch, d_inner, L), contiguous
-        z = weight_matmul(w_in[self.d_inner :], h_t)  # (batch, d_inner, L), contiguous
+        x, z = weight_matmul_split(w_in, h_t, (self.d_inner, self.d_inner))  # (batch, d_inner, L) each
         if b_in is not None:
             x, z = x + b_in[: self.d_inner, None], z + b_in[self.d_inner :, None]
         w_conv = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
@@ -224,10 +230,12 @@ class MambaMixer(nn.Module):
                     u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
                     backend=self.scan_backend,
                 )  # (batch, d_inner, L), gated  # fmt: skip
-        out = weight_matmul(self.out_proj.weight, y)  # (batch, d_model, L): reads y where the scan wrote it
+        out = weight_matmul(
+            self.out_proj.weight, y, out_layout="BLK"
+        )  # (batch, L, d_model): reads y in place
         if self.out_proj.bias is not None:
-            out = out + self.out_proj.bias[:, None]
-        return out.transpose(1, 2).contiguous()  # (batch, L, d_model)
+            out = out + self.out_proj.bias
+        return out
 
     #: How ``step`` runs: None picks the fused Triton kernels on a CUDA GPU (``fused_step_here``), True
     #: forces them (on CPU through Triton's interpreter: tests), False keeps the PyTorch ops below.

@@ -43,6 +43,7 @@ __all__ = [
     "recomputed",
     "saved_tensors_hooks",
     "weight_matmul",
+    "weight_matmul_split",
 ]
 
 
@@ -120,26 +121,98 @@ def recompute_conv(x: Tensor, conv_w: Tensor, conv_b: Tensor | None) -> Callable
     return recompute
 
 
-def weight_matmul(w: Tensor, x: Tensor) -> Tensor:
-    """``w @ x`` for a weight w (K, D) and activations x (batch, D, L) -> (batch, K, L), contiguous.
+class _Project(torch.autograd.Function):
+    """Row blocks of one weight times the same activations, each product one batched GEMM over the weight
+    expanded along the batch; see :func:`weight_matmul` and :func:`weight_matmul_split`.
 
-    One batched GEMM over the weight expanded along the batch (stride 0, no copy), which reads x in either
-    layout, contiguous or a transposed view of a (batch, L, D) tensor, and writes the output along L.
-    ``torch.matmul(w, x)`` instead folds the batch into the rows of one GEMM: it copies x, and the output,
-    in transposed order, forward and backward. Under autocast, w and x are cast to autocast's dtype first,
-    as ``F.linear`` would be; the product then runs in that dtype."""
+    The backward writes the weight's gradient in the weight's dtype, one block of rows per output, and the
+    input's gradient in the input's memory layout, the blocks' shares accumulated by the GEMMs themselves
+    (``baddbmm``): no zero-filled gradient of a weight slice, no separate add, no transposed copy."""
+
+    @staticmethod
+    def forward(ctx, w, x, sizes, out_layout):
+        wc, batch = w.to(x.dtype), x.shape[0]
+        outs, start = [], 0
+        for k in sizes:
+            wk = wc[start : start + k]
+            if out_layout == "BLK":  # xᵀ wᵀ: (batch, L, k), contiguous
+                outs.append(torch.bmm(x.transpose(1, 2), wk.t().expand(batch, -1, -1)))
+            else:  # w x: (batch, k, L), contiguous
+                outs.append(torch.bmm(wk.expand(batch, -1, -1), x))
+            start += k
+        ctx.save_for_backward(w, x)
+        ctx.sizes, ctx.out_layout = sizes, out_layout
+        return tuple(outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *douts):
+        w, x = ctx.saved_tensors
+        wc, batch = w.to(x.dtype), x.shape[0]
+        x_rows_last = x.stride(1) == 1 and x.stride(2) != 1  # x is a transposed view of (batch, L, D)
+        dx, dws, start = None, [], 0
+        for k, do in zip(ctx.sizes, douts, strict=True):
+            wk = wc[start : start + k]
+            start += k
+            if do is None:  # an output the loss does not use
+                dws.append(w.new_zeros(k, w.shape[1]))
+                continue
+            do = do.to(x.dtype)
+            do_kl = do.transpose(1, 2) if ctx.out_layout == "BLK" else do  # (batch, k, L), a view
+            # Σ over batch and time of do xᵀ: batched GEMMs, then the sum over the batch, in w's dtype
+            dws.append(torch.bmm(do_kl, x.transpose(1, 2)).sum(0, dtype=w.dtype))
+            if x_rows_last:  # dxᵀ = Σ doᵀ w_k: (batch, L, D), the layout of x's own tensor
+                a, b = do_kl.transpose(1, 2), wk.expand(batch, -1, -1)
+            else:  # dx = Σ w_kᵀ do: (batch, D, L)
+                a, b = wk.t().expand(batch, -1, -1), do_kl
+            dx = torch.bmm(a, b) if dx is None else dx.baddbmm_(a, b)
+        if dx is not None and x_rows_last:
+            dx = dx.transpose(1, 2)
+        dw = dws[0] if len(dws) == 1 else torch.cat(dws)
+        return dw, dx, None, None
+
+
+def _projection_args(w, x, out_layout) -> tuple[Tensor, str]:
     if not isinstance(w, Tensor) or w.dim() != 2:
         raise ValueError(f"w must be a (K, D) weight, got {getattr(w, 'shape', type(w).__name__)}")
     if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1] != w.shape[1]:
         raise ValueError(
             f"x must be (batch, D = {w.shape[1]}, L), got {getattr(x, 'shape', type(x).__name__)}"
         )
+    if out_layout not in ("BKL", "BLK"):
+        raise ValueError(f"out_layout must be 'BKL' or 'BLK', got {out_layout!r}")
     device = x.device.type
     if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
-        w, x = w.to(dtype), x.to(dtype)
+        x = x.to(torch.get_autocast_dtype(device))
+    return x, device
+
+
+def weight_matmul(w: Tensor, x: Tensor, out_layout: str = "BKL") -> Tensor:
+    """``w @ x`` for a weight w (K, D) and activations x (batch, D, L) -> (batch, K, L), contiguous; with
+    ``out_layout="BLK"`` its transpose, (batch, L, K), contiguous.
+
+    One batched GEMM over the weight expanded along the batch (stride 0, no copy), which reads x in either
+    layout, contiguous or a transposed view of a (batch, L, D) tensor, and writes the output in the layout
+    asked for. ``torch.matmul(w, x)`` instead folds the batch into the rows of one GEMM: it copies x, and
+    the output, in transposed order, forward and backward. The backward gives x's gradient in x's own
+    layout. Under autocast, w and x are cast to autocast's dtype first, as ``F.linear`` would be; the
+    product then runs in that dtype, and w's gradient comes back in w's dtype."""
+    x, device = _projection_args(w, x, out_layout)
     with torch.autocast(device, enabled=False):
-        return torch.bmm(w.to(x.dtype).expand(x.shape[0], -1, -1), x)
+        return _Project.apply(w, x, (w.shape[0],), out_layout)[0]
+
+
+def weight_matmul_split(w: Tensor, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+    """The row blocks of ``weight_matmul(w, x)``, of ``sizes`` rows each, as separate contiguous (batch,
+    k, L) tensors (in_proj's x and z): one GEMM per block, and in the backward one weight gradient
+    assembled from the blocks' rows and one input gradient accumulated over them."""
+    if not isinstance(sizes, tuple) or not sizes or not all(isinstance(k, int) and k > 0 for k in sizes):
+        raise ValueError(f"sizes must be a tuple of positive ints, got {sizes!r}")
+    if isinstance(w, Tensor) and w.dim() == 2 and sum(sizes) != w.shape[0]:
+        raise ValueError(f"sizes must add up to w's {w.shape[0]} rows, got {sizes} (sum {sum(sizes)})")
+    x, device = _projection_args(w, x, "BKL")
+    with torch.autocast(device, enabled=False):
+        return _Project.apply(w, x, sizes, "BKL")
 
 
 class _ConvXProj(torch.autograd.Function):
@@ -166,7 +239,11 @@ class _ConvXProj(torch.autograd.Function):
         # Σ over batch and time of dx_dbl uᵀ: batched GEMMs reading u transposed in place, then a sum over
         # the batch of (batch, R + 2N, d_inner) partial products (small next to u)
         dxproj_w = torch.bmm(dx_dbl, u.transpose(1, 2)).sum(0).to(xproj_w.dtype)
-        du = weight_matmul(w.t(), dx_dbl) + du  # (batch, d_inner, L): x_proj's share, plus the scan's
+        wt = w.t().expand(u.shape[0], -1, -1)
+        if du.dtype == u.dtype:  # (batch, d_inner, L): the scan's share plus x_proj's, added by the GEMM
+            du = torch.baddbmm(du, wt, dx_dbl)
+        else:
+            du = torch.bmm(wt, dx_dbl) + du
         dx, dconv_w, dconv_b = causal_conv1d_bwd(x, conv_w, conv_b, du, True)
         return dx, dconv_w, dconv_b, dxproj_w
 

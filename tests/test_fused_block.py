@@ -18,7 +18,7 @@ import torch
 
 from minimamba.block import MambaMixer
 from minimamba.config import MambaConfig
-from minimamba.fused import conv_x_proj, conv_x_proj_ref, recomputed, weight_matmul
+from minimamba.fused import conv_x_proj, conv_x_proj_ref, recomputed, weight_matmul, weight_matmul_split
 from minimamba.memory import big_copies
 from minimamba.model import MambaLM
 from minimamba.testing import check_close, rel_error
@@ -146,22 +146,89 @@ def test_mixer_fused_equals_readable_with_projection_biases():
     _compare(*ref, *fused, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "transposed view"])
-def test_weight_matmul_equals_matmul(layout):
-    """Values and both gradients against torch.matmul (fp64), for x stored either way."""
-    w = torch.randn(5, 6, dtype=torch.float64)
+def _x_in(layout: str) -> torch.Tensor:
     x = torch.randn(3, 6, 11, dtype=torch.float64)
-    if layout == "transposed view":
-        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    return x.transpose(1, 2).contiguous().transpose(1, 2) if layout == "transposed view" else x
+
+
+@pytest.mark.parametrize("out_layout", ["BKL", "BLK"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed view"])
+def test_weight_matmul_equals_matmul(layout, out_layout):
+    """Values and both gradients against torch.matmul (fp64), for x stored either way and both output
+    layouts; the output contiguous in its layout, x's gradient in x's layout."""
+    w, x = torch.randn(5, 6, dtype=torch.float64), _x_in(layout)
     g = torch.randn(3, 5, 11, dtype=torch.float64)
     got, want = [], []
-    for fn, out in ((weight_matmul, got), (torch.matmul, want)):
+    for fn, out in ((lambda w, x: weight_matmul(w, x, out_layout=out_layout), got), (torch.matmul, want)):
         leaves = [w.clone().requires_grad_(), x.clone().requires_grad_()]
         y = fn(*leaves)
-        out += [y.detach(), *torch.autograd.grad(y, leaves, g)]
-    assert got[0].is_contiguous()
+        y_bkl = y.transpose(1, 2) if fn is not torch.matmul and out_layout == "BLK" else y
+        out += [y_bkl.detach(), *torch.autograd.grad(y_bkl, leaves, g)]
+        if fn is not torch.matmul:
+            assert y.is_contiguous() and y.shape == ((3, 11, 5) if out_layout == "BLK" else (3, 5, 11))
+            assert out[-1].stride() == x.stride()  # dx in x's layout: no transposed copy downstream
     for name, a, b in zip(("y", "dw", "dx"), got, want):
         check_close(name, b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed view"])
+def test_weight_matmul_split_equals_the_blocks_of_one_product(layout):
+    """in_proj's x and z: the row blocks of w @ x, and in the backward the gradients of the whole (fp64),
+    with one of the blocks unused by the loss too."""
+    w, x = torch.randn(7, 6, dtype=torch.float64), _x_in(layout)
+    g = torch.randn(3, 7, 11, dtype=torch.float64)
+    for used in ((True, True), (True, False)):
+        leaves = [w.clone().requires_grad_(), x.clone().requires_grad_()]
+        a, b = weight_matmul_split(*leaves, (4, 3))
+        assert a.is_contiguous() and b.is_contiguous() and (a.shape[1], b.shape[1]) == (4, 3)
+        loss = (a * g[:, :4]).sum() + ((b * g[:, 4:]).sum() if used[1] else 0)
+        got = [torch.cat([a, b], 1).detach(), *torch.autograd.grad(loss, leaves)]
+        ref_leaves = [w.clone().requires_grad_(), x.clone().requires_grad_()]
+        y = torch.matmul(*ref_leaves)
+        ref_loss = (y[:, :4] * g[:, :4]).sum() + ((y[:, 4:] * g[:, 4:]).sum() if used[1] else 0)
+        want = [y.detach(), *torch.autograd.grad(ref_loss, ref_leaves)]
+        for name, p, q in zip(("y", "dw", "dx"), got, want):
+            check_close(f"{name} {used}", q, p, rtol=1e-12, atol=1e-12)
+        assert got[2].stride() == x.stride()
+    with pytest.raises(ValueError, match="sizes must add up to w's 7 rows"):
+        weight_matmul_split(w, x, (4, 4))
+    with pytest.raises(ValueError, match="sizes must be a tuple of positive ints"):
+        weight_matmul_split(w, x, [4, 3])
+
+
+class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_weight_matmul_split_backward_runs_gemms_and_sums_only():
+    """The backward of in_proj's two blocks: GEMMs (the second accumulating into the first's result), a
+    sum over the batch per block and one concatenation; no zero-filled gradient of a weight slice, no
+    add, no copy into another layout (the ops autograd would run for two slices of one weight)."""
+    w = torch.randn(8, 6, requires_grad=True)
+    x = torch.randn(2, 5, 6).transpose(1, 2).requires_grad_()  # a transposed view, as in_proj's input
+    a, b = weight_matmul_split(w, x, (4, 4))
+    loss_grads = (torch.randn_like(a), torch.randn_like(b))
+    with _Ops() as ops:
+        torch.autograd.backward((a, b), loss_grads)
+    ran = set(ops.names)
+    assert {"bmm", "baddbmm_", "sum", "cat"} <= ran
+    assert not ran & {
+        "add",
+        "add_",
+        "fill_",
+        "zero_",
+        "zeros",
+        "new_zeros",
+        "copy_",
+        "clone",
+        "slice_backward",
+    }, ran
 
 
 def test_weight_matmul_under_autocast_runs_in_autocast_dtype():
@@ -174,6 +241,13 @@ def test_weight_matmul_under_autocast_runs_in_autocast_dtype():
         weight_matmul(torch.zeros(5), x)
     with pytest.raises(ValueError, match="x must be"):
         weight_matmul(w, torch.zeros(2, 7, 9))
+    with pytest.raises(ValueError, match="out_layout must be 'BKL' or 'BLK'"):
+        weight_matmul(w, x, out_layout="BDL")
+    leaves = [w.clone().requires_grad_(), x.clone().requires_grad_()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = weight_matmul(*leaves)
+    dw, dx = torch.autograd.grad(y.float().sum(), leaves)
+    assert dw.dtype == torch.float32 and dx.dtype == torch.float32  # each in its leaf's dtype
 
 
 def test_fused_mixer_copies_no_d_inner_activation():

@@ -36,13 +36,18 @@ def out(corpus_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("results") / "language"
     main = _script().main
     common = ["--smoke", "--data", str(corpus_dir), "--no-progress"]
-    assert main([*common, "--families", "mamba,lstm", "--out", str(folder)]) == 0
+    assert main([*common, "--families", "mamba,lstm", "--lrs", "1e-3", "--out", str(folder)]) == 0
     for lr in ("2e-3", "4e-3"):
         assert main([*common, "--families", "lstm", "--lrs", lr, "--out", str(folder)]) == 0
     assert (
         main([*common, "--families", "lstm", "--lrs", "8e-3", "--stop-after", "4", "--out", str(folder)]) == 0
     )
-    assert main([*common, "--families", "lstm", "--seed", "1", "--resume", "--out", str(folder)]) == 0
+    assert (
+        main(
+            [*common, "--families", "lstm", "--lrs", "1e-3", "--seed", "1", "--resume", "--out", str(folder)]
+        )
+        == 0
+    )
     return folder
 
 
