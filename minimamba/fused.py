@@ -15,11 +15,11 @@ activations:
   path recomputes (a conv and a rank-R matmul; ``tests/test_fused_block.py`` measures the memory held on
   a GPU);
 - every projection works in the (batch, ·, L) layout the conv and the scan read, one batched matrix product
-  per weight (:func:`weight_matmul`): in_proj writes x and z, x_proj writes B, C and dt, dt_proj writes Δ,
-  each contiguous along L, and out_proj reads y where the scan wrote it. No activation of d_inner channels
-  is copied into another layout, forward or backward (``tests/test_fused_block.py`` counts the copies); the
-  one transposed copy left is the block's output, d_model channels, back to (batch, L, d_model). dt_proj's
-  bias goes to the scan as ``delta_bias`` (added in fp32 there);
+  per weight (:func:`weight_matmul`, :func:`weight_matmul_split`): in_proj writes x and z, x_proj writes
+  B, C and dt, dt_proj writes Δ, each contiguous along L, and out_proj reads y where the scan wrote it and
+  writes the block's (batch, L, d_model) output. No activation is copied into another layout, forward or
+  backward (``tests/test_fused_block.py`` counts the copies), and the backward writes each input gradient
+  in its input's layout. dt_proj's bias goes to the scan as ``delta_bias`` (added in fp32 there);
 - the residual add + RMSNorm of ``Block`` is one Triton kernel, forward and backward
   (``minimamba.kernels.rmsnorm.add_rms_norm_fn``).
 
