@@ -250,11 +250,12 @@ def test_weight_matmul_under_autocast_runs_in_autocast_dtype():
     assert dw.dtype == torch.float32 and dx.dtype == torch.float32  # each in its leaf's dtype
 
 
-def test_fused_mixer_copies_no_d_inner_activation():
-    """Forward and backward of the fused mixer copy no (batch, d_inner, L) activation into another layout
-    (every projection is a batched product in the scan's layout); the readable one copies several, which
-    shows the count sees them. Both with the Triton scan, as on a GPU (here in the interpreter): the CPU's
-    chunked PyTorch scan makes copies of its own."""
+def test_fused_mixer_copies_no_activation():
+    """Forward and backward of the fused mixer copy no activation of d_model or more channels into another
+    layout (every projection is a batched product that writes and reads the layouts its neighbours use,
+    out_proj's output included); the readable one copies several, which shows the count sees them. Both
+    with the Triton scan, as on a GPU (here in the interpreter): the CPU's chunked PyTorch scan makes copies
+    of its own."""
     cfg = MambaConfig(**TINY)
     mixer = MambaMixer(cfg)
     mixer.scan_backend = "triton"
@@ -263,7 +264,7 @@ def test_fused_mixer_copies_no_d_inner_activation():
     counts = {}
     for fused in (False, True):
         mixer.fused_forward = fused
-        counts[fused] = big_copies(lambda: mixer(hidden).sum().backward(), batch * mixer.d_inner * L)
+        counts[fused] = big_copies(lambda: mixer(hidden).sum().backward(), batch * cfg.d_model * L)
     assert counts[True] == [], counts[True]
     assert len(counts[False]) >= 3, counts[False]
 
