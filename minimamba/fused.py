@@ -155,12 +155,16 @@ class _Project(torch.autograd.Function):
             wk = wc[start : start + k]
             start += k
             if do is None:  # an output the loss does not use
-                dws.append(w.new_zeros(k, w.shape[1]))
+                if ctx.needs_input_grad[0]:
+                    dws.append(w.new_zeros(k, w.shape[1]))
                 continue
             do = do.to(x.dtype)
             do_kl = do.transpose(1, 2) if ctx.out_layout == "BLK" else do  # (batch, k, L), a view
             # Σ over batch and time of do xᵀ: batched GEMMs, then the sum over the batch, in w's dtype
-            dws.append(torch.bmm(do_kl, x.transpose(1, 2)).sum(0, dtype=w.dtype))
+            if ctx.needs_input_grad[0]:
+                dws.append(torch.bmm(do_kl, x.transpose(1, 2)).sum(0, dtype=w.dtype))
+            if not ctx.needs_input_grad[1]:
+                continue
             if x_rows_last:  # dxᵀ = Σ doᵀ w_k: (batch, L, D), the layout of x's own tensor
                 a, b = do_kl.transpose(1, 2), wk.expand(batch, -1, -1)
             else:  # dx = Σ w_kᵀ do: (batch, D, L)
@@ -168,7 +172,7 @@ class _Project(torch.autograd.Function):
             dx = torch.bmm(a, b) if dx is None else dx.baddbmm_(a, b)
         if dx is not None and x_rows_last:
             dx = dx.transpose(1, 2)
-        dw = dws[0] if len(dws) == 1 else torch.cat(dws)
+        dw = None if not dws else dws[0] if len(dws) == 1 else torch.cat(dws)
         return dw, dx, None, None
 
 

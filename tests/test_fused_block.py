@@ -190,6 +190,15 @@ def test_weight_matmul_split_equals_the_blocks_of_one_product(layout):
         for name, p, q in zip(("y", "dw", "dx"), got, want):
             check_close(f"{name} {used}", q, p, rtol=1e-12, atol=1e-12)
         assert got[2].stride() == x.stride()
+    for needs in ("w", "x"):  # one leaf only: the other's gradient is not computed
+        wl = w.clone().requires_grad_(needs == "w")
+        xl = x.clone().requires_grad_(needs == "x")
+        a, b = weight_matmul_split(wl, xl, (4, 3))
+        (leaf,) = [t for t in (wl, xl) if t.requires_grad]
+        (grad,) = torch.autograd.grad((a * g[:, :4]).sum() + (b * g[:, 4:]).sum(), leaf)
+        rw, rx = w.clone().requires_grad_(needs == "w"), x.clone().requires_grad_(needs == "x")
+        (want_grad,) = torch.autograd.grad((torch.matmul(rw, rx) * g).sum(), rw if needs == "w" else rx)
+        check_close(f"d{needs} alone", want_grad, grad, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="sizes must add up to w's 7 rows"):
         weight_matmul_split(w, x, (4, 4))
     with pytest.raises(ValueError, match="sizes must be a tuple of positive ints"):
