@@ -41,6 +41,7 @@ import minimamba  # noqa: F401  (first: configures Triton)
 from minimamba.block import MambaMixer
 from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
+from minimamba.train import git_describe
 
 PATHS = ("fused", "readable", "mamba_ssm")
 
@@ -217,6 +218,7 @@ def meta(args, device: torch.device) -> dict:
         "triton": triton.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "git": git_describe(),  # the code profiled
     }
     try:
         import mamba_ssm  # noqa: PLC0415

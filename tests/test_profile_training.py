@@ -37,6 +37,7 @@ def test_smoke_writes_step_times_and_top_ops(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["config"]["d_model"] == 8 and doc["config"]["autocast"] == "none"
     assert doc["meta"]["command"].startswith("python scripts/profile_training.py")
+    assert doc["meta"]["git"] is None or len(doc["meta"]["git"]) >= 7  # the commit profiled
     have = set(doc["results"])
     assert {"fused", "readable"} <= have
     assert ("mamba_ssm" in have) != ("mamba_ssm" in doc["skipped"])  # measured, or said why not
