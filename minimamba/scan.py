@@ -170,12 +170,12 @@ def selective_scan(
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     check_scan_args(u, delta, A, B, C, D, z, delta_bias, h0)
-    if torch.compiler.is_compiling():  # decided without asking the environment: see _compiled_triton_fn
-        name = ("triton" if u.is_cuda else "chunked") if backend == "auto" else backend
-    else:
-        name = _auto_backend(u) if backend == "auto" else backend
+    compiling = torch.compiler.is_compiling()  # then decided without asking the environment
+    name = backend
+    if backend == "auto":
+        name = ("triton" if u.is_cuda else "chunked") if compiling else _auto_backend(u)
     if name == "triton":
-        fn = _compiled_triton_fn() if torch.compiler.is_compiling() else _available_triton_fn()
+        fn = _compiled_triton_fn() if compiling else _available_triton_fn()
     else:
         fns = _pytorch_backends()
         if name not in fns:

@@ -553,8 +553,8 @@ def load_results(path: str | Path, kind: str = "a results file") -> dict:
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, then renamed over ``path``: an interrupted save (the GPU is
-    lent for short calls) leaves the previous checkpoint whole."""
+    """``torch.save`` to a temporary file, then renamed over ``path``: a save interrupted (a run stopped by
+    a time limit) leaves the previous checkpoint whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
