@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ import torch
 
 import minimamba  # noqa: F401  (configures Triton first)
 
+from ..selective_scan import bench as scan_bench  # the device and version lines of every kernel benchmark
 from .conv import (
     BWD_LAUNCH,
     ConvLaunch,
@@ -192,20 +192,9 @@ def check_agreement(x: dict) -> dict:
     return {"out": rel(out, ref.detach()), "dx": rel(dx, dx_ref)}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type != "cuda":
-        return f"CPU ({platform.processor() or platform.machine()}), Triton interpreter"
-    props = torch.cuda.get_device_properties(device)
-    return f"{props.name}, {props.multi_processor_count} SMs, compute capability {props.major}.{props.minor}"
-
-
 def run_benchmark(shapes, dtypes, layouts, rounds, warmup_s, device, tries) -> dict:
-    import triton
-
     peer_fns, peer_version = peer() if device.type == "cuda" else (None, "not available (no GPU)")
-    versions = {"torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version()}
-    versions["CUDA"] = torch.version.cuda or "none"
-    versions["causal_conv1d"] = peer_version if peer_fns else None
+    versions = scan_bench.versions() | {"causal_conv1d": peer_version if peer_fns else None}
     rows = []
     for shape in shapes:
         for dname in dtypes:
@@ -235,7 +224,7 @@ def run_benchmark(shapes, dtypes, layouts, rounds, warmup_s, device, tries) -> d
     return {
         "meta": {
             "command": " ".join([COMMAND, *sys.argv[1:]]),
-            "device": device_name(device),
+            "device": scan_bench.device_name(device),
             "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "rounds": rounds,
