@@ -146,7 +146,7 @@ class MambaMixer(nn.Module):
         A = -torch.exp(self.A_log.to(_state_dtype(x)))  # (d_inner, N), negative
         out = selective_scan(
             x, delta, A, B, C, self.D, z=z, delta_softplus=True, return_last_state=cache is not None, h0=h0,
-            backend=self.scan_backend,
+            backend=self.scan_backend, recompute_states=self.recompute_scan_states,
         )  # fmt: skip
         if cache is not None:
             y, h_last = out
@@ -179,6 +179,12 @@ class MambaMixer(nn.Module):
     #: in Triton's interpreter (tiny shapes: tests, notebook 07's memory count). The LTI block without a
     #: cache calls no scan (:meth:`lti_ssm`).
     scan_backend: str = "auto"
+
+    #: Whether the Triton scan keeps the states its backward restarts from (False, the default: one state
+    #: every 8 steps, batch · d_inner · L · N / 8 fp32 numbers per layer, alive from the layer's forward to
+    #: its backward) or recomputes them in the backward (True: one more scan forward per layer and step, and
+    #: those bytes saved). ``results/profile_training.json`` measures both at the 130M shape.
+    recompute_scan_states: bool = False
 
     #: How ``forward`` runs over a whole sequence without a cache (training): True takes the fused path
     #: (:meth:`_forward_fused`; on CPU through Triton's interpreter: tests), None (the default) picks it on
@@ -218,7 +224,7 @@ class MambaMixer(nn.Module):
         if torch.compiler.is_compiling():  # the compiler decides what to save
             y = selective_scan(
                 u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
-                backend=self.scan_backend,
+                backend=self.scan_backend, recompute_states=self.recompute_scan_states,
             )  # fmt: skip
         else:
             w_dt, dt_, dtype = self.dt_proj.weight.detach(), dt.detach(), delta.dtype  # not delta itself
@@ -228,7 +234,7 @@ class MambaMixer(nn.Module):
             ):
                 y = selective_scan(
                     u, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
-                    backend=self.scan_backend,
+                    backend=self.scan_backend, recompute_states=self.recompute_scan_states,
                 )  # (batch, d_inner, L), gated  # fmt: skip
         out = weight_matmul(
             self.out_proj.weight, y, out_layout="BLK"

@@ -161,11 +161,15 @@ def selective_scan(
     *,
     h0: torch.Tensor | None = None,
     backend: str = "auto",
+    recompute_states: bool = False,
 ):
     """The selective scan with the semantics of :func:`selective_scan_ref`, computed by ``backend``.
 
     ``backend="auto"`` picks the fastest available implementation for the device and size; see
     ``minimamba.scan.BACKENDS`` for what is available here (``python -m minimamba info`` says why).
+    ``recompute_states``: the Triton scan keeps no states for the backward and recomputes them there
+    (less memory, one forward more: see ``minimamba.kernels.selective_scan.selective_scan_fn``); the
+    PyTorch backends keep what autograd keeps, whatever it says.
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
@@ -174,8 +178,12 @@ def selective_scan(
     name = backend
     if backend == "auto":
         name = ("triton" if u.is_cuda else "chunked") if compiling else _auto_backend(u)
+    if not isinstance(recompute_states, bool):
+        raise TypeError(f"recompute_states must be True or False, got {recompute_states!r}")
     if name == "triton":
         fn = _compiled_triton_fn() if compiling else _available_triton_fn()
+        if recompute_states:
+            fn = functools.partial(fn, recompute_states=True)
     else:
         fns = _pytorch_backends()
         if name not in fns:

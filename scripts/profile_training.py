@@ -10,6 +10,8 @@ measured for
 
 - ``fused``: ``MambaLM`` with the fused training path (``MambaMixer.fused_forward = True``: the Triton conv
   with its backward, conv + x_proj recomputed in the backward, the fused residual add + RMSNorm);
+- ``fused-recompute``: the same, with ``MambaMixer.recompute_scan_states = True`` (the scan keeps no states
+  for its backward and runs its forward again there: less memory, more time);
 - ``readable``: ``MambaLM`` with the PyTorch ops of ``MambaMixer.forward`` (the scan is Triton's on a GPU
   in both);
 - ``mamba_ssm``: mamba_ssm's ``MambaLMHeadModel`` (``mamba_inner_fn``, causal_conv1d's CUDA conv, its
@@ -43,7 +45,7 @@ from minimamba.config import MambaConfig
 from minimamba.model import MambaLM
 from minimamba.train import git_describe
 
-PATHS = ("fused", "readable", "mamba_ssm")
+PATHS = ("fused", "fused-recompute", "readable", "mamba_ssm")
 
 
 def _sync(device: torch.device) -> None:
@@ -51,10 +53,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _set_fused(model: torch.nn.Module, choice: bool) -> None:
+def _set_fused(model: torch.nn.Module, choice: bool, recompute: bool = False) -> None:
     for m in model.modules():
         if isinstance(m, MambaMixer):
             m.fused_forward = choice
+            m.recompute_scan_states = recompute
 
 
 def build_models(args, device: torch.device) -> dict:
@@ -86,17 +89,21 @@ def build_models(args, device: torch.device) -> dict:
             models["mamba_ssm"] = (theirs, lambda ids: theirs(ids).logits)
     if ours is None:
         ours = MambaLM(cfg).to(device)
-    for path in ("fused", "readable"):
+    for path in ("fused", "fused-recompute", "readable"):
         if path in args.paths:
-            models[path] = (ours, _logits_with(ours, fused=path == "fused"))
+            models[path] = (
+                ours,
+                _logits_with(ours, fused=path != "readable", recompute=path == "fused-recompute"),
+            )
     return models, skipped
 
 
-def _logits_with(model: MambaLM, fused: bool):
-    """model's logits with the fused training path on or off (the two paths share the weights)."""
+def _logits_with(model: MambaLM, fused: bool, recompute: bool = False):
+    """model's logits with the fused training path on or off, the scan's states kept or recomputed (the
+    paths share the weights)."""
 
     def logits(ids: torch.Tensor) -> torch.Tensor:
-        _set_fused(model, fused)
+        _set_fused(model, fused, recompute)
         return model(ids)
 
     return logits

@@ -468,3 +468,55 @@ def test_torch_compile_fullgraph_fused_on_gpu():
     assert rel_error(want[0], got[0]) <= 1e-4
     for name, g in got[1].items():
         assert rel_error(want[1][name.removeprefix("_orig_mod.")], g) <= 1e-3, name
+
+
+def _set_recompute(model: torch.nn.Module, choice: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, MambaMixer):
+            m.recompute_scan_states = choice
+
+
+def test_mixer_with_recomputed_scan_states_gives_the_same_gradients():
+    """``recompute_scan_states``: the Triton scan (here in the interpreter) keeps no states for its backward
+    and recomputes them; output and every gradient as with the states kept."""
+    cfg = MambaConfig(**TINY)
+    mixer = MambaMixer(cfg)
+    mixer.scan_backend = "triton"
+    hidden = torch.randn(2, 9, cfg.d_model)
+    g = torch.randn(2, 9, cfg.d_model)
+    runs = []
+    for choice in (False, True):
+        _set_recompute(mixer, choice)
+        runs.append(_run(mixer, hidden, True, lambda y: (y * g).sum()))
+    _compare(*runs[0], *runs[1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_recomputed_scan_states_hold_less_on_gpu():
+    """With ``recompute_scan_states`` the memory held between forward and backward drops by the scan's saved
+    states (batch · d_inner · L · N / 8 fp32 numbers per layer), and the gradients stay those of the kept
+    states (bf16 autocast)."""
+    model = _gpu_model()
+    ids = torch.randint(0, 1000, (2, 2048), device="cuda")
+    held, runs = {}, {}
+    for choice in (False, True):
+        _set_recompute(model, choice)
+        _set_fused(model, True)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(ids)
+        torch.cuda.synchronize()
+        held[choice] = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+        del out
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            runs[choice] = _run(model, ids, True, lambda y: y.float().square().mean())
+    _set_recompute(model, False)
+    cfg = model.config
+    states = cfg.n_layer * 2 * cfg.d_inner * 2048 * cfg.d_state // 8 * 4
+    print(f"held: states kept {held[False] / 2**20:.0f} MiB, recomputed {held[True] / 2**20:.0f} MiB")
+    assert held[False] - held[True] >= 0.95 * states
+    (out_k, g_k), (out_r, g_r) = runs[False], runs[True]
+    assert rel_error(out_k, out_r) <= 1e-6
+    for name in g_k:
+        assert rel_error(g_k[name], g_r[name]) <= 1e-3, name  # dB, dC: fp32 atomics add in any order

@@ -613,3 +613,46 @@ def test_switches_reject_bad_arguments():
         Bt = x["B"].transpose(-1, -2)[:, None].contiguous()
         kbwd.selective_scan_bwd(x["u"], x["delta"], x["A"], Bt, Bt, None, None, None, torch.zeros(1, 1, 2, 2),
                                 x["u"], None, False, False, 4)  # fmt: skip
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "custom op"])
+def test_recomputed_states_give_the_same_gradients_and_keep_less(compiled, monkeypatch):
+    """recompute_states=True: the forward keeps no states for the backward (autograd holds fewer bytes
+    between the two), and the backward, which runs the forward again for them, gives the gradients the
+    kept states give. ``compiled`` takes the custom op's autograd (what torch.compile traces) by making the
+    function believe it is being compiled."""
+    if compiled:
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x = make_inputs(2, 3, 33, 4)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0"]
+    results = {}
+    for recompute in (False, True):
+        leaves = {k: x[k].clone().requires_grad_(True) for k in names}
+        inputs = {t.untyped_storage().data_ptr() for t in leaves.values()}
+        saved_bytes = []
+
+        def pack(t, saved_bytes=saved_bytes, inputs=inputs):  # bytes held beyond the caller's inputs
+            if t.untyped_storage().data_ptr() not in inputs:
+                saved_bytes.append(t.untyped_storage().nbytes())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y, h_last = selective_scan_fn(
+                leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"], leaves["z"],
+                leaves["delta_bias"], True, True, h0=leaves["h0"], recompute_states=recompute,
+            )  # fmt: skip
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() + h_last.square().sum()
+        grads = torch.autograd.grad(loss, [leaves[k] for k in names])
+        results[recompute] = (y.detach(), grads, sum(saved_bytes))
+    (y0, g0, kept0), (y1, g1, kept1) = results[False], results[True]
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    for k, a, b in zip(names, g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=lambda m, k=k: f"d{k}: {m}")
+    states = 2 * 5 * 4 * 3 * 4  # (batch, cdiv(33, 8) = 5 saved states, N, d_inner) fp32 bytes
+    assert kept0 - kept1 >= states
+
+
+def test_recompute_states_must_be_a_bool():
+    x = make_inputs(1, 2, 5, 2)
+    with pytest.raises(TypeError, match="recompute_states"):
+        selective_scan_fn(x["u"], x["delta"], x["A"], x["B"], x["C"], recompute_states="yes")

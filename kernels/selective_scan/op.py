@@ -171,7 +171,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, h_chunks, dy, dh_last, delta_softplus
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, save_chunks, chunk = inputs
     _, _, h_chunks = output
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h_chunks)
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, h_chunks)
     ctx.delta_softplus = delta_softplus
     ctx.has_h0 = h0 is not None
     ctx.chunk = chunk
@@ -180,7 +180,7 @@ def _setup_context(ctx, inputs, output):
 
 def _grads_for_inputs(ctx, grads):
     du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = grads
-    u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
+    u, delta, A, B, C, D, z, delta_bias, h0, h_chunks = ctx.saved_tensors
     return (
         du,
         ddelta,
@@ -198,11 +198,11 @@ def _grads_for_inputs(ctx, grads):
 
 
 def _op_backward(ctx, dy, dh_last, _dh_chunks):
-    if not ctx.save_chunks:
-        raise RuntimeError(
-            "selective_scan_fwd ran without saving its block states (no input required grad when it ran)"
+    u, delta, A, B, C, D, z, delta_bias, h0, h_chunks = ctx.saved_tensors
+    if not ctx.save_chunks:  # recompute_states: the forward kept no states; run it again for them
+        _, _, h_chunks = selective_scan_fwd_op(
+            u, delta, A, B, C, D, z, delta_bias, h0, ctx.delta_softplus, True, ctx.chunk
         )
-    u, delta, A, B, C, D, z, delta_bias, h_chunks = ctx.saved_tensors
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dh_last = None if dh_last is None else dh_last.contiguous()
     grads = selective_scan_bwd_op(
@@ -228,20 +228,27 @@ class EagerScan(torch.autograd.Function):
       allocation, saved as one tensor; with the fast launch on, the kernels get addresses in it
       (``fast_launch.Slot``), not views.
     - The saved states are not an output, and h_last only when the caller asked for it.
+    - With ``recompute_states`` the forward saves no states: the backward runs the forward kernel again
+      to get them (see :func:`selective_scan_fn`).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, flags):
         phase("fwd_in")
-        delta_softplus, return_last = flags
+        delta_softplus, return_last, recompute = flags
         out = selective_scan_fwd_packed(
-            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, True, CHUNK, bc_last=True
+            u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, not recompute, CHUNK, bc_last=True
         )
         # the states and B, C for the backward live in one allocation: one tensor to save, and the
         # backward finds each piece at its offset
         work, h_chunks, bc_t = out.work, out.h_chunks, out.bc_t
-        ctx.save_for_backward(u, delta, A, D, z, delta_bias, work)
-        pieces = (_offset(h_chunks), tuple(h_chunks.shape), _offset(bc_t), tuple(bc_t.shape[1:]))
+        if recompute:  # what the forward needs again in the backward
+            ctx.save_for_backward(u, delta, A, D, z, delta_bias, work, B, C, h0)
+            hc = None
+        else:
+            ctx.save_for_backward(u, delta, A, D, z, delta_bias, work)
+            hc = (_offset(h_chunks), tuple(h_chunks.shape))
+        pieces = (hc, _offset(bc_t), tuple(bc_t.shape[1:]))
         ctx.flags = (delta_softplus, h0 is not None, B.shape, (B.dtype, C.dtype), pieces)
         ctx.set_materialize_grads(False)  # no zero dh_last when the caller does not use h_last
         phase("fwd_out")
@@ -252,11 +259,19 @@ class EagerScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dh_last=None):
         phase("bwd_in")
-        delta_softplus, has_h0, bc_shape, bc_dtypes, (o_hc, hc_shape, o_bc, bc_t) = ctx.flags
-        u, delta, A, D, z, delta_bias, work = ctx.saved_tensors
+        delta_softplus, has_h0, bc_shape, bc_dtypes, (hc, o_bc, bc_t) = ctx.flags
+        u, delta, A, D, z, delta_bias, work, *again = ctx.saved_tensors
         Bt = piece(work, o_bc, bc_t)
         Ct = piece(work, o_bc + bc_t[0] * bc_t[1] * bc_t[2] * bc_t[3], bc_t)
-        saved = (u, delta, A, D, z, delta_bias, piece(work, o_hc, hc_shape))
+        if hc is None:  # recompute_states: the forward again, this time keeping its states
+            B, C, h0 = again
+            rerun = selective_scan_fwd_packed(
+                u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, True, CHUNK
+            )
+            h_chunks = rerun.h_chunks  # a piece of rerun.work, alive until the backward has run
+        else:
+            h_chunks = piece(work, *hc)
+        saved = (u, delta, A, D, z, delta_bias, h_chunks)
         du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = _backward(
             saved, Bt, Ct, bc_dtypes, bc_shape, dy, dh_last, delta_softplus, has_h0, CHUNK
         )
@@ -334,6 +349,7 @@ def selective_scan_fn(
     return_last_state: bool = False,
     *,
     h0: Tensor | None = None,
+    recompute_states: bool = False,
 ):
     """The selective scan, fused in Triton; same semantics as :func:`minimamba.scan.selective_scan_ref`.
 
@@ -344,7 +360,15 @@ def selective_scan_fn(
     Returns:
         y: (batch, d_inner, L) in u's dtype; with ``return_last_state`` also h_last (batch, d_inner, N) fp32.
         Differentiable with respect to every tensor argument (h0 and h_last included).
+
+    Memory against time: for the backward, the forward keeps the state entering every ``CHUNK`` = 8 steps,
+    batch · d_inner · L · N / 8 fp32 numbers (201 MB at (8, 1536, 2048, 16)), alive until the backward has
+    run: in a model, one set per layer. ``recompute_states=True`` keeps none; the backward runs the forward
+    kernel once more to get them, so a forward + backward costs one forward more and holds one layer's
+    states at a time. The gradients are the same: the same backward kernel on the same states.
     """
+    if not isinstance(recompute_states, bool):
+        raise TypeError(f"recompute_states must be True or False, got {recompute_states!r}")
     _validate((u, delta, A, B, C, D, z, delta_bias, h0))
     if B.dim() != C.dim() or (B.dim() == 4 and B.shape[1] != C.shape[1]):
         B, C = _same_groups(B, C)
@@ -357,14 +381,26 @@ def selective_scan_fn(
         B4, C4 = _with_groups(B), _with_groups(C)
         ts = (u, delta, A, B, C, D, z, delta_bias, h0)
         need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
-        y, h_last, _ = selective_scan_fwd_op(
-            u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, need_grad, CHUNK
+        y, h_last, _ = selective_scan_fwd_op(  # without saved states the op's backward recomputes them
+            u,
+            delta,
+            A,
+            B4,
+            C4,
+            D,
+            z,
+            delta_bias,
+            h0,
+            delta_softplus,
+            need_grad and not recompute_states,
+            CHUNK,
         )
     elif torch.is_grad_enabled() and (
         u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
         or any(t is not None and t.requires_grad for t in (D, z, delta_bias, h0))
     ):  # fmt: skip
-        out = EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, (delta_softplus, return_last_state))
+        flags = (delta_softplus, return_last_state, recompute_states)
+        out = EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, flags)
         return out
     else:  # nothing to differentiate: no autograd.Function, no saved states
         out = selective_scan_fwd_packed(u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus, False, CHUNK)
