@@ -456,12 +456,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help=f"every family at the smallest size, first lr, a few CPU steps ({SMOKE}); for the tests",
+        help=f"every family at the smallest size, first lr, a few steps ({SMOKE}) on --device; for the tests",
     )
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded as the exact command
     if args.smoke:
-        args.device = "cpu"
         args.sizes = next(iter(SIZES))
         args.lrs = args.lrs.split(",")[0]
         args.context, args.batch, args.steps = SMOKE["context"], SMOKE["batch"], SMOKE["steps"]

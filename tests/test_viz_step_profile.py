@@ -92,3 +92,11 @@ def test_bad_input_is_named():
         sp.profile_table({})
     with pytest.raises(ValueError, match="no GPU kernels for \\['fused'\\]"):
         sp.profile_table({"results": {"fused": {"step_ms": 1.0, "kernels": []}}})
+
+
+def test_profile_table_columns_fit_long_path_names():
+    """A path name longer than the default column (``fused-recompute``) stays apart from its neighbour."""
+    doc = _doc()
+    doc["results"] = {"fused-recompute-long": doc["results"]["fused"], **doc["results"]}
+    header = sp.profile_table(doc).splitlines()[0].split()
+    assert header[3:] == ["fused-recompute-long", "fused", "mamba_ssm"]

@@ -57,15 +57,22 @@ D_CONV = 4
 OURS, PEER, TORCH = "triton (ours)", "causal_conv1d (CUDA)", "PyTorch F.conv1d"
 #: the backward launches tried beside BWD_LAUNCH: other sizes, and the kernel that loads x once per shift
 BWD_TRIES = [
-    ConvLaunch(64, 64, 4),
-    ConvLaunch(32, 128, 4),
-    ConvLaunch(32, 128, 8),
-    ConvLaunch(16, 256, 4),
-    ConvLaunch(64, 64, 8, window=True),
-    ConvLaunch(32, 64, 4, window=True),
-    ConvLaunch(32, 128, 4, window=True),
-    ConvLaunch(16, 256, 4, window=True),
+    launch
+    for launch in (
+        ConvLaunch(64, 64, 8),
+        ConvLaunch(64, 64, 4),
+        ConvLaunch(32, 128, 4),
+        ConvLaunch(32, 128, 8),
+        ConvLaunch(16, 256, 4),
+        ConvLaunch(64, 64, 8, window=True),
+        ConvLaunch(32, 64, 4, window=True),
+        ConvLaunch(32, 128, 4, window=True),
+        ConvLaunch(16, 256, 4, window=True),
+    )
+    if launch != BWD_LAUNCH
 ]
+#: what ``--smoke`` (CPU) tries: the d_conv-loads kernel and the last window launch
+SMOKE_TRIES = [BWD_TRIES[0], BWD_TRIES[-1]]
 
 
 def launch_name(launch: ConvLaunch) -> str:
@@ -297,7 +304,7 @@ def main(argv=None) -> int:
     if bad or not dtypes:
         parser.error(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}, got {args.dtypes!r}")
     if args.smoke:
-        device, shapes, rounds, warmup, tries = torch.device("cpu"), SMOKE_SHAPES, 1, 0.0, BWD_TRIES[::4]
+        device, shapes, rounds, warmup, tries = torch.device("cpu"), SMOKE_SHAPES, 1, 0.0, SMOKE_TRIES
     else:
         if not torch.cuda.is_available():
             parser.error("the benchmark needs a CUDA GPU (or --smoke for the CPU interpreter)")

@@ -67,16 +67,17 @@ def profile_table(doc: dict) -> str:
     results, groups = _grouped(doc)
     names = [g for g, _ in GROUPS] + [OTHER]
     width = max(len(n) for n in [*names, "step (wall clock)"]) + 2
-    lines = [f"{'ms per step':{width}}" + "".join(f"{p:>12}" for p in results)]
+    col = max(12, *(len(p) + 2 for p in results))  # every path's name fits its column
+    lines = [f"{'ms per step':{width}}" + "".join(f"{p:>{col}}" for p in results)]
     for n in names:
-        lines.append(f"{n:{width}}" + "".join(f"{groups[p][n]:12.1f}" for p in results))
-    lines.append(f"{'all kernels':{width}}" + "".join(f"{sum(groups[p].values()):12.1f}" for p in results))
+        lines.append(f"{n:{width}}" + "".join(f"{groups[p][n]:{col}.1f}" for p in results))
+    lines.append(f"{'all kernels':{width}}" + "".join(f"{sum(groups[p].values()):{col}.1f}" for p in results))
     lines.append(
-        f"{'step (wall clock)':{width}}" + "".join(f"{r['step_ms']:12.1f}" for r in results.values())
+        f"{'step (wall clock)':{width}}" + "".join(f"{r['step_ms']:{col}.1f}" for r in results.values())
     )
     peaks = [r.get("peak_memory_gib") for r in results.values()]
     if all(v is not None for v in peaks):
-        lines.append(f"{'peak memory, GiB':{width}}" + "".join(f"{v:12.2f}" for v in peaks))
+        lines.append(f"{'peak memory, GiB':{width}}" + "".join(f"{v:{col}.2f}" for v in peaks))
     return "\n".join(lines)
 
 
