@@ -397,6 +397,17 @@ def test_torch_compile_does_not_ask_the_environment(monkeypatch):
 # GPU: the 130M model's widths (d_model 768, d_inner 1536), two layers.
 
 
+def _held_for_backward(model, ids) -> int:
+    """Bytes a bf16-autocast forward leaves allocated for its backward (memory after the forward, less before,
+    less the output itself)."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(ids)
+    torch.cuda.synchronize()
+    return torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+
+
 def _gpu_model():
     torch.manual_seed(0)
     return MambaLM(MambaConfig(d_model=768, n_layer=2, vocab_size=1000)).cuda()
@@ -445,13 +456,7 @@ def test_fused_path_keeps_less_for_the_backward_on_gpu():
     held = {}
     for choice in (False, True):
         _set_fused(model, choice)
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(ids)
-        torch.cuda.synchronize()
-        held[choice] = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
-        del out
+        held[choice] = _held_for_backward(model, ids)
     print(
         f"held for the backward: readable {held[False] / 2**20:.0f} MiB, fused {held[True] / 2**20:.0f} MiB"
     )
@@ -502,13 +507,7 @@ def test_recomputed_scan_states_hold_less_on_gpu():
     for choice in (False, True):
         _set_recompute(model, choice)
         _set_fused(model, True)
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(ids)
-        torch.cuda.synchronize()
-        held[choice] = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
-        del out
+        held[choice] = _held_for_backward(model, ids)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             runs[choice] = _run(model, ids, True, lambda y: y.float().square().mean())
     _set_recompute(model, False)
