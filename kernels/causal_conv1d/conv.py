@@ -356,8 +356,9 @@ class ConvLaunch:
 #: contiguous axis.
 FWD_LAUNCH = ConvLaunch(64, 64, 4)
 #: The backward's: the kernel that loads each shifted tile of x once, 32 channels × 64 steps, 4 warps: the
-#: fastest of the launches ``bench.py`` tries on an H100 at (8, 1536, 2048) and (4, 4096, 2048) bf16,
-#: 1.3× the d_conv-loads kernel at 64 × 64, 8 warps (``results.json``).
+#: fastest of the launches ``bench.py`` tries on an H100 on a time-contiguous x (the block's) at
+#: (8, 1536, 2048) and (4, 4096, 2048) bf16, 1.3× the d_conv-loads kernel at 64 × 64, 8 warps
+#: (``results.json``).
 BWD_LAUNCH = ConvLaunch(32, 64, 4, window=True)
 
 
