@@ -381,19 +381,9 @@ def selective_scan_fn(
         B4, C4 = _with_groups(B), _with_groups(C)
         ts = (u, delta, A, B, C, D, z, delta_bias, h0)
         need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
-        y, h_last, _ = selective_scan_fwd_op(  # without saved states the op's backward recomputes them
-            u,
-            delta,
-            A,
-            B4,
-            C4,
-            D,
-            z,
-            delta_bias,
-            h0,
-            delta_softplus,
-            need_grad and not recompute_states,
-            CHUNK,
+        save = need_grad and not recompute_states  # without saved states the op's backward recomputes them
+        y, h_last, _ = selective_scan_fwd_op(
+            u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save, CHUNK
         )
     elif torch.is_grad_enabled() and (
         u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
