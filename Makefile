@@ -23,8 +23,8 @@ HAS_CUDA  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 # waiting on Chromium and the kernel; with 2 cores, 3 workers take the suite from about 12 to 9 minutes.
 NPROC     := $(shell $(PYTHON) -c 'import os; print(min(4, (os.cpu_count() or 1) + 1))')
 # Threads per test process: the cores shared among the workers, at least one (an OMP_NUM_THREADS already set
-# wins). Three workers each starting two threads oversubscribe 2 cores: one thread each takes the tests from
-# about 630 to 575 s there, and the notebooks from 110 to 80 s.
+# wins). Three workers each starting two threads oversubscribe 2 cores: there, one thread each takes the
+# notebooks from about 110 to 85 s (two runs each); the tests (about 10 minutes) move less than between runs.
 TEST_THREADS := $${OMP_NUM_THREADS:-$(shell $(PYTHON) -c 'import os; print(max(1, (os.cpu_count() or 1) // $(NPROC)))')}
 # JupyterLab refuses to start as root (Docker, Colab-like boxes) unless told to.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
