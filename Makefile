@@ -107,9 +107,11 @@ pytest: $(STAMP)
 pytest-fast: $(STAMP)
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -n $(NPROC) --dist loadfile -m "not slow and not browser" tests
 
+# A cell still running after 600 s (the slowest takes about a minute on 2 cores) is interrupted, and nbval
+# reports the line it was on; pytest-timeout's 900 s (pyproject.toml) is the backstop.
 nbval: $(STAMP)
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -n $(NPROC) --dist loadfile --nbval-lax --nbval-current-env \
-	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+	  --nbval-cell-timeout 600 --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 
 # Execute every notebook in place, top to bottom, from a fresh kernel (outputs are committed).
 notebooks: $(STAMP)

