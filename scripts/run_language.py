@@ -14,7 +14,9 @@ Validation loss is measured in bits per character on a fixed set of windows of t
 Every run writes ``<out>/language_<size>_<family>_lr<lr>_seed<seed>.json`` (minimamba.train.save_results: config,
 history of step / tokens / wall seconds / lr / train loss / val bpc, meta with device, versions, command)
 after each evaluation, and a checkpoint ``<out>/checkpoints/<run>.pt`` every ``--ckpt-every`` steps;
-``--resume`` continues each unfinished run from its checkpoint and skips the finished ones.
+``--resume`` continues each unfinished run from its checkpoint and skips the finished ones. On a GPU,
+``--cuda-graph`` replays each training step from a CUDA graph (the same kernels, launched at once); a
+checkpoint resumes in the mode that wrote it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from minimamba.language import (
     sweep_edge,
 )
 from minimamba.train import (
+    GraphedStep,
     git_describe,
     load_checkpoint,
     load_results,
@@ -101,6 +104,53 @@ def train_step(model, opt, batch, vocab_size: int, device, autocast, grad_clip: 
     return optimizer_step(model, opt, loss_fn, x, y, autocast=autocast, grad_clip=grad_clip)[1].detach()
 
 
+def make_optimizer(model, lr: float, args, device) -> torch.optim.AdamW:
+    """The recipe's AdamW. With ``args.cuda_graph`` it is capturable and its learning rate is a tensor on the
+    device: a CUDA graph replays the numbers it captured, so the schedule must change a tensor the graph
+    reads (:func:`set_lr`), not a Python float."""
+    kwargs = {"lr": lr, "betas": (0.9, 0.95), "fused": device.type == "cuda"}
+    if args.cuda_graph:
+        kwargs |= {"lr": torch.tensor(float(lr), device=device), "capturable": True}
+    return torch.optim.AdamW(param_groups(model, args.weight_decay), **kwargs)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's learning rate to ``lr``: a tensor learning rate is filled in place (a captured graph
+    keeps reading it), a float one replaced."""
+    for group in opt.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def make_stepper(model, opt, vocab_size: int, device, autocast, args):
+    """``step(batch) -> loss`` (detached, on the device): :func:`train_step`, or with ``args.cuda_graph`` the
+    same step replayed from a CUDA graph (:class:`minimamba.train.GraphedStep`; the loss is the graph's output
+    tensor, overwritten by the next step, so add it up before then, as the training loop does)."""
+    if not args.cuda_graph:
+        return lambda batch: train_step(model, opt, batch, vocab_size, device, autocast, args.grad_clip)
+    loss_fn = lambda logits, targets: cross_entropy(logits, targets, vocab_size)  # noqa: E731
+    graphed = GraphedStep(model, opt, loss_fn, autocast, args.grad_clip)
+
+    def step(batch):
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+        return graphed.step(x, y)[1].detach()
+
+    return step
+
+
+def check_resume_mode(checkpoint: dict, cuda_graph: bool, path: Path) -> None:
+    """A checkpoint resumes only in the mode that wrote it: a capturable optimizer keeps its step count and
+    learning rate on the GPU, an eager one on the CPU and in a float."""
+    written = bool(checkpoint.get("cuda_graph", False))
+    if written != cuda_graph:
+        raise SystemExit(
+            f"{path} was written {'with' if written else 'without'} --cuda-graph: resume it the same way, "
+            "or start it afresh without --resume"
+        )
+
+
 def _autocast(device, fp32: bool):
     """A context-manager factory: bf16 autocast on CUDA unless ``fp32``, else nothing."""
     if device.type == "cuda" and not fp32:
@@ -122,10 +172,7 @@ def time_steps(args, corpus) -> Path:
             config = family_config(family, size, len(vocab), max_len=max(args.context, 2048))
             torch.manual_seed(args.seed)
             model = build(config).to(device).train()
-            opt = torch.optim.AdamW(
-                param_groups(model, args.weight_decay), lr=args.lr_list[0], betas=(0.9, 0.95),
-                fused=device.type == "cuda",
-            )  # fmt: skip
+            opt = make_optimizer(model, args.lr_list[0], args, device)
             stream = data.batches(train_ids, args.batch, args.context, g)
             row = {"size": size, "family": family, "n_params": model.num_params(),
                    "mamba_block": mamba_block_path(model, device)}  # fmt: skip
@@ -160,13 +207,15 @@ def mamba_block_path(model: torch.nn.Module, device: torch.device) -> str | None
 
 
 def _median_step_ms(model, opt, stream, vocab_size: int, device, autocast, args) -> float:
-    """Median milliseconds of ``args.time_steps`` optimizer steps after 5 untimed ones (synchronized)."""
+    """Median milliseconds of ``args.time_steps`` optimizer steps after 5 untimed ones (synchronized; with
+    ``--cuda-graph`` the untimed ones include the graph's warm-up and capture, the timed ones are replays)."""
+    step = make_stepper(model, opt, vocab_size, device, autocast, args)
     times = []
     for i in range(5 + args.time_steps):
         batch = next(stream)
         _sync(device)
         t = time.perf_counter()
-        train_step(model, opt, batch, vocab_size, device, autocast, args.grad_clip)
+        step(batch)
         _sync(device)
         if i >= 5:
             times.append(time.perf_counter() - t)
@@ -175,7 +224,8 @@ def _median_step_ms(model, opt, stream, vocab_size: int, device, autocast, args)
 
 def _write_throughput(rows: list[dict], args, device) -> Path:
     settings = {"context": args.context, "batch": args.batch, "warmup_steps": 5, "timed_steps": args.time_steps,
-                "precision": "fp32" if args.fp32 or device.type != "cuda" else "bf16 autocast"}  # fmt: skip
+                "precision": "fp32" if args.fp32 or device.type != "cuda" else "bf16 autocast",
+                "cuda_graph": args.cuda_graph}  # fmt: skip
     meta = run_meta(device, command=shlex.join(["python", "scripts/run_language.py", *args.argv]),
                     git=git_describe())  # fmt: skip
     path = Path(args.out) / "throughput.json"
@@ -241,9 +291,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     model = build(config).to(device)
     n_params = model.num_params()
     assert n_params == count(config), (n_params, count(config))
-    opt = torch.optim.AdamW(
-        param_groups(model, args.weight_decay), lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda"
-    )
+    opt = make_optimizer(model, lr, args, device)
     tokens_per_step = args.batch * args.context
     steps = args.steps or max(1, args.tokens // tokens_per_step)
     warmup = max(1, round(args.warmup * steps))
@@ -255,8 +303,14 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     start, wall0, resumed_from, loss_window = 0, 0.0, None, (0.0, 0)
     if args.resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
+        check_resume_mode(ck, args.cuda_graph, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        for (
+            group
+        ) in opt.param_groups:  # a tensor learning rate comes back on the CPU: the graph reads the GPU
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"] = group["lr"].to(device)
         g.set_state(ck["generator"])
         start, wall0, hist = ck["step"], ck["wall"], ck["history"]
         loss_window = ck["loss_window"]
@@ -283,6 +337,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
         "eval_tokens": windows[1].numel(),
         "precision": "bf16 autocast" if use_bf16 else "fp32",
         "mamba_block": mamba_block_path(model, device),
+        "cuda_graph": args.cuda_graph,
     }
     meta = run_meta(
         device,
@@ -302,11 +357,11 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
     n_sum = loss_window[1]  # the training loss since the last record (a resumed run carries it over)
     stop = steps if args.stop_after is None else min(steps, start + args.stop_after)
     bar = tqdm(total=steps, initial=start, desc=name, disable=args.no_progress, leave=True)
+    train = make_stepper(model, opt, len(vocab), device, autocast, args)
     for step in range(start + 1, stop + 1):
         lr_now = lr_at(step, steps, lr, warmup)
-        for group in opt.param_groups:
-            group["lr"] = lr_now
-        loss = train_step(model, opt, next(stream), len(vocab), device, autocast, args.grad_clip)
+        set_lr(opt, lr_now)
+        loss = train(next(stream))
         loss_sum += loss
         n_sum += 1
         bar.update(1)
@@ -342,6 +397,7 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
                     "wall": time.perf_counter() - t0,
                     "history": hist,
                     "loss_window": (loss_sum.item(), n_sum),
+                    "cuda_graph": args.cuda_graph,
                 },
                 ckpt_path,
             )
@@ -438,6 +494,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seeds the data order and each model's init")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each training step from a CUDA graph (minimamba.train.GraphedStep): the same kernels "
+        "without the host's launch cost, which dominates the small models' steps; GPU only",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     p.add_argument(
         "--parallel",
@@ -483,6 +545,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.time_steps < 0:
         p.error(f"--time-steps must be >= 0, got {args.time_steps}")
+    if args.cuda_graph and not str(args.device).startswith("cuda"):
+        p.error(f"--cuda-graph needs a CUDA device, got --device {args.device}")
     if not (0 <= args.warmup < 1 and math.isfinite(args.weight_decay) and args.grad_clip > 0):
         p.error("--warmup must be in [0, 1), --weight-decay finite, --grad-clip > 0")
     return args

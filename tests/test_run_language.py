@@ -33,6 +33,7 @@ def test_smoke_writes_one_json_per_family(corpus_dir, tmp_path):
         )
         assert config["context"] == 64 and config["steps"] == 6 and config["tokens"] == 6 * 4 * 64
         assert config["mamba_block"] == ("readable" if family.startswith("mamba") else None)  # the CPU's
+        assert config["cuda_graph"] is False
         assert hist["step"] == [3, 6] and hist["tokens"] == [3 * 256, 6 * 256]
         assert all(math.isfinite(v) and 0 < v < 10 for v in hist["val_bpc"] + hist["train_bpc"])
         assert hist["train_bpc"] == pytest.approx([v / math.log(2) for v in hist["train_loss"]])
@@ -121,6 +122,79 @@ def test_resume_on_gpu(corpus_dir, tmp_path):
     assert doc["history"]["step"][-1] == script.SMOKE["steps"]
 
 
+def _histories(out):
+    return {p.name: json.loads(p.read_text())["history"] for p in sorted(out.glob("language_*.json"))}
+
+
+@pytest.mark.gpu
+def test_cuda_graph_trains_as_the_eager_steps_on_gpu(corpus_dir, tmp_path):
+    """--cuda-graph replays the eager step's kernels: the same losses (fp32, so that bf16 rounding of two
+    equal computations cannot hide a difference), through the schedule's changing learning rate, for every
+    family; interrupted and resumed with graphs, it ends where the uninterrupted graph run ends."""
+    script = _script()
+    common = ["--smoke", "--data", str(corpus_dir), "--no-progress", "--device", "cuda", "--fp32"]
+    eager, graph, split = tmp_path / "eager", tmp_path / "graph", tmp_path / "split"
+    assert script.main([*common, "--out", str(eager)]) == 0
+    assert script.main([*common, "--out", str(graph), "--cuda-graph"]) == 0
+    a, b = _histories(eager), _histories(graph)
+    assert sorted(a) == sorted(b) and len(a) == len(FAMILIES)
+    for name in a:
+        assert a[name]["lr"] == b[name]["lr"] and len(set(a[name]["lr"])) > 1, name  # the schedule moved
+        for key in ("train_loss", "val_bpc"):
+            assert b[name][key] == pytest.approx(a[name][key], rel=1e-4), (name, key)
+        doc = json.loads((graph / name).read_text())
+        assert doc["config"]["cuda_graph"] is True and doc["meta"]["done"] is True
+    one = ["--families", "mamba", "--cuda-graph", "--out", str(split)]
+    assert script.main([*common, *one, "--stop-after", "4"]) == 0
+    with pytest.raises(SystemExit, match="was written with --cuda-graph"):  # it resumes with graphs only
+        script.main([*common, "--families", "mamba", "--out", str(split), "--resume"])
+    assert script.main([*common, *one, "--resume"]) == 0
+    (name,) = _histories(split)
+    resumed = json.loads((split / name).read_text())
+    assert resumed["meta"]["resumed_from"] == 4 and resumed["meta"]["done"] is True
+    assert resumed["history"]["val_bpc"] == pytest.approx(b[name]["val_bpc"], rel=1e-4)
+
+
+@pytest.mark.gpu
+def test_time_steps_with_cuda_graph_on_gpu(corpus_dir, tmp_path):
+    argv = ["--smoke", "--families", "lstm,mamba", "--data", str(corpus_dir), "--out", str(tmp_path)]
+    assert _script().main([*argv, "--device", "cuda", "--cuda-graph", "--time-steps", "3"]) == 0
+    doc = json.loads((tmp_path / "throughput.json").read_text())
+    assert doc["settings"]["cuda_graph"] is True
+    assert [r["family"] for r in doc["rows"]] == ["lstm", "mamba"] and all(
+        r["ms_per_step"] > 0 for r in doc["rows"]
+    )
+
+
+def test_cuda_graph_needs_a_gpu_and_checkpoints_resume_in_their_mode(tmp_path, capsys):
+    script = _script()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--cuda-graph", "--device", "cpu"])
+    assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
+    script.check_resume_mode({}, False, tmp_path / "old.pt")  # written before the option: eager
+    script.check_resume_mode({"cuda_graph": True}, True, tmp_path / "g.pt")
+    with pytest.raises(SystemExit, match=r"g\.pt was written with --cuda-graph"):
+        script.check_resume_mode({"cuda_graph": True}, False, tmp_path / "g.pt")
+    with pytest.raises(SystemExit, match=r"old\.pt was written without --cuda-graph"):
+        script.check_resume_mode({}, True, tmp_path / "old.pt")
+
+
+def test_set_lr_fills_a_tensor_learning_rate_in_place():
+    """The schedule must reach a captured graph: a tensor learning rate keeps its storage."""
+    script = _script()
+    p = torch.nn.Parameter(torch.ones(3))
+    lr = torch.tensor(1e-3)
+    opt = torch.optim.AdamW([p], lr=lr, capturable=False, foreach=False)
+    script.set_lr(opt, 5e-4)
+    assert opt.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(5e-4)
+    plain = torch.optim.AdamW([p], lr=1e-3)
+    script.set_lr(plain, 5e-4)
+    assert plain.param_groups[0]["lr"] == 5e-4
+    args = script.parse_args(["--device", "cpu"])
+    made = script.make_optimizer(build(family_config("lstm", "0.5M", 12)), 2e-3, args, torch.device("cpu"))
+    assert made.param_groups[0]["lr"] == 2e-3 and not made.param_groups[0]["capturable"]
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_matched_sizes_agree_within_10_percent(size):
     counts = {f: count(family_config(f, size, 85)) for f in FAMILIES}
@@ -187,6 +261,7 @@ def test_time_steps_writes_the_throughput_of_each_model(corpus_dir, tmp_path):
         assert r["n_params"] == count(family_config(r["family"], "0.5M", vocab))
         assert r["ms_per_step"] > 0 and r["tokens_per_s"] == pytest.approx(4 * 64 / (r["ms_per_step"] / 1e3))
     assert doc["settings"]["timed_steps"] == 2 and "--time-steps 2" in doc["meta"]["command"]
+    assert doc["settings"]["cuda_graph"] is False
 
 
 def test_mamba_block_path_names_the_block_a_model_trains_with():
