@@ -97,13 +97,6 @@ def evaluate_bpc(model, windows, vocab_size: int, batch: int, device, autocast) 
     return data.bits(total / n)
 
 
-def train_step(model, opt, batch, vocab_size: int, device, autocast, grad_clip: float) -> torch.Tensor:
-    """One optimizer step on ``batch`` (inputs, targets); returns the loss, detached, on the device."""
-    x, y = (t.to(device, non_blocking=True) for t in batch)
-    loss_fn = lambda logits, targets: cross_entropy(logits, targets, vocab_size)  # noqa: E731
-    return optimizer_step(model, opt, loss_fn, x, y, autocast=autocast, grad_clip=grad_clip)[1].detach()
-
-
 def make_optimizer(model, lr: float, args, device) -> torch.optim.AdamW:
     """The recipe's AdamW. With ``args.cuda_graph`` it is capturable and its learning rate is a tensor on the
     device: a CUDA graph replays the numbers it captured, so the schedule must change a tensor the graph
@@ -125,17 +118,19 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 
 def make_stepper(model, opt, vocab_size: int, device, autocast, args):
-    """``step(batch) -> loss`` (detached, on the device): :func:`train_step`, or with ``args.cuda_graph`` the
-    same step replayed from a CUDA graph (:class:`minimamba.train.GraphedStep`; the loss is the graph's output
-    tensor, overwritten by the next step, so add it up before then, as the training loop does)."""
-    if not args.cuda_graph:
-        return lambda batch: train_step(model, opt, batch, vocab_size, device, autocast, args.grad_clip)
+    """``step(batch) -> loss``: one optimizer step on ``batch`` (inputs, targets), the loss detached on the
+    device. With ``args.cuda_graph`` the step is replayed from a CUDA graph (:class:`minimamba.train.GraphedStep`)
+    and the loss is the graph's output tensor, overwritten by the next step: add it up before then, as the
+    training loop does."""
     loss_fn = lambda logits, targets: cross_entropy(logits, targets, vocab_size)  # noqa: E731
-    graphed = GraphedStep(model, opt, loss_fn, autocast, args.grad_clip)
+    graphed = GraphedStep(model, opt, loss_fn, autocast, args.grad_clip) if args.cuda_graph else None
 
     def step(batch):
         x, y = (t.to(device, non_blocking=True) for t in batch)
-        return graphed.step(x, y)[1].detach()
+        if graphed is not None:
+            return graphed.step(x, y)[1].detach()
+        _, loss = optimizer_step(model, opt, loss_fn, x, y, autocast=autocast, grad_clip=args.grad_clip)
+        return loss.detach()
 
     return step
 
@@ -306,9 +301,8 @@ def run_one(size: str, family: str, lr: float, args, corpus) -> Path:
         check_resume_mode(ck, args.cuda_graph, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        for (
-            group
-        ) in opt.param_groups:  # a tensor learning rate comes back on the CPU: the graph reads the GPU
+        # a tensor learning rate comes back on the CPU; the graph reads one on the GPU
+        for group in opt.param_groups:
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"] = group["lr"].to(device)
         g.set_state(ck["generator"])
