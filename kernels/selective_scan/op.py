@@ -377,18 +377,17 @@ def selective_scan_fn(
     z = None if z is None else z.contiguous()
     h0 = _opt_f32(h0)
     delta_softplus = bool(delta_softplus)
+    need_grad = torch.is_grad_enabled() and (
+        u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
+        or any(t is not None and t.requires_grad for t in (D, z, delta_bias, h0))
+    )  # fmt: skip
     if torch.compiler.is_compiling():
         B4, C4 = _with_groups(B), _with_groups(C)
-        ts = (u, delta, A, B, C, D, z, delta_bias, h0)
-        need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
         save = need_grad and not recompute_states  # without saved states the op's backward recomputes them
         y, h_last, _ = selective_scan_fwd_op(
             u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus, save, CHUNK
         )
-    elif torch.is_grad_enabled() and (
-        u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
-        or any(t is not None and t.requires_grad for t in (D, z, delta_bias, h0))
-    ):  # fmt: skip
+    elif need_grad:
         flags = (delta_softplus, return_last_state, recompute_states)
         out = EagerScan.apply(u, delta, A, B, C, D, z, delta_bias, h0, flags)
         return out
